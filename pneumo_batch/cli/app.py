@@ -1,0 +1,35 @@
+"""The ``pneumo-batch`` application: composes one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from pneumo_batch import __version__
+from pneumo_batch.cli import export_images, train
+
+app = typer.Typer(
+    name="pneumo-batch",
+    help="Screen pediatric chest X-rays for pneumonia in nightly batches.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train.train)
+app.command("export-images")(export_images.export_images)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"pneumo-batch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Screen pediatric chest X-rays for pneumonia in nightly batches."""
+
+
+def main() -> None:
+    app()
