@@ -108,10 +108,10 @@ def image_to_pixels(image: Image.Image) -> np.ndarray:
         raise ImageError(f"image has no pixels ({width}x{height})")
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    box = (left, top, left + side, top + side)
-    small = _to_grayscale(image).resize(
-        (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), Image.Resampling.BILINEAR, box=box
-    )
+    # Crop first: resizing with a box would let pixels outside the square
+    # bleed into the edge of the result, which the dataset's images lack.
+    square = image.crop((left, top, left + side, top + side))
+    small = _to_grayscale(square).resize((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(small, dtype=np.uint8)
 
 
