@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pneumo_batch import __version__
-from pneumo_batch.cli import export_images, train
+from pneumo_batch.cli import export_images, monitor, nightly, score, train
 
 app = typer.Typer(
     name="pneumo-batch",
@@ -15,6 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("train")(train.train)
+app.command("score")(score.score)
+app.command("monitor")(monitor.monitor)
+app.command("nightly")(nightly.nightly)
 app.command("export-images")(export_images.export_images)
 
 
