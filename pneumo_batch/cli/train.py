@@ -1,10 +1,49 @@
-"""``pneumo-batch train``: placeholder until the training pipeline lands."""
+"""``pneumo-batch train``: train, evaluate and quantize a model directory."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from pneumo_batch.cli.common import domain_errors
+from pneumo_batch.dataset import DATA_ENV, load_pneumoniamnist
 
-def train() -> None:
-    """Train, evaluate and quantize a model."""
-    raise typer.Exit(1)
+
+def train(
+    out: Annotated[Path, typer.Option(help="Model directory to write, e.g. models/pneumo-cnn-v2.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help=f"PneumoniaMNIST .npz (default: ${DATA_ENV}, the cache, or a download)."),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Configuration: default, lesson (the course CNN) or tiny (tests).")] = "default",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the preset's random seed.")] = None,
+    target_sensitivity: Annotated[
+        float | None,
+        typer.Option(min=0.5, max=1.0, help="Validation sensitivity the screening threshold must reach (default 0.98)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Model name in the metadata (default: the folder name).")] = None,
+    version: Annotated[str, typer.Option(help="Model version in the metadata.")] = "1.0.0",
+) -> None:
+    """Train a CNN on PneumoniaMNIST, quantize it to TFLite and write a self-describing model directory.
+
+    Example: pneumo-batch train --data pneumoniamnist.npz --out models/pneumo-cnn-v2
+    """
+    from pneumo_batch.training import config_from_preset, train_and_package
+
+    with domain_errors():
+        config = config_from_preset(preset, epochs=epochs, seed=seed, target_sensitivity=target_sensitivity)
+        dataset = load_pneumoniamnist(data)
+        artifact = train_and_package(
+            dataset, config, out, name=name or out.name, version=version, progress=lambda m: typer.echo(m, err=True)
+        )
+    test = artifact.metadata["metrics"]["test"]
+    typer.echo(
+        f"Wrote {out}: {artifact.default_variant} model, test AUC {test['auc']['estimate']:.4f}, "
+        + ", ".join(
+            f"{n} sens {p['sensitivity']['estimate']:.3f} spec {p['specificity']['estimate']:.3f}"
+            for n, p in test["operating_points"].items()
+        )
+    )
