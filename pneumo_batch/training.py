@@ -164,28 +164,38 @@ def train_and_package(
 
 def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progress) -> FitResult:
     """Fit the configured architecture, restoring the weights of the best validation-AUC epoch."""
-    tf, keras = _tensorflow(config.seed)
+    keras = _keras(config.seed)
     train_images = dataset.train.images[: config.train_limit]
     train_labels = dataset.train.labels[: config.train_limit]
     model = architectures.build(config.architecture, config.width)
     steps = int(np.ceil(len(train_labels) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps * config.epochs)
-    model.compile(
+    train_input = pixels_to_model_input(train_images)
+    targets = train_labels.astype("float32")
+    # Augmentation layers sit in front of the network only while fitting; the
+    # exported model is the bare network.
+    trainable = keras.Sequential([_augmentation(keras, config.seed), model]) if config.augment else model
+    trainable.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
         loss="binary_crossentropy",
     )
-    train_data = _training_dataset(tf, keras, train_images, train_labels, config)
     val_input = pixels_to_model_input(dataset.val.images)
     result = FitResult(model=model)
     best_auc, best_weights = -1.0, model.get_weights()
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        logs = model.fit(
-            train_data, epochs=1, verbose=0, class_weight=_class_weights(train_labels) if config.class_weights else None
+        logs = trainable.fit(
+            train_input,
+            targets,
+            batch_size=config.batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+            class_weight=_class_weights(train_labels) if config.class_weights else None,
         ).history
         val_scores = model.predict(val_input, batch_size=512, verbose=0).reshape(-1)
         val_auc = roc_auc(dataset.val.labels, val_scores)
-        val_loss = float(keras.losses.binary_crossentropy(dataset.val.labels.astype("float32"), val_scores).numpy())
+        val_loss = _log_loss(dataset.val.labels, val_scores)
         result.history.append({"epoch": epoch, "loss": float(logs["loss"][-1]), "val_loss": val_loss, "val_auc": val_auc})
         if val_auc > best_auc:
             best_auc, best_weights, result.best_epoch = val_auc, model.get_weights(), epoch
@@ -195,7 +205,7 @@ def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progres
     return result
 
 
-def _tensorflow(seed: int) -> tuple[Any, Any]:
+def _keras(seed: int) -> Any:
     # TensorFlow's C++ start-up chatter would drown the training log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -203,22 +213,18 @@ def _tensorflow(seed: int) -> tuple[Any, Any]:
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    return tf, keras
+    return keras
+
+
+def _log_loss(labels: np.ndarray, scores: np.ndarray) -> float:
+    probabilities = np.clip(scores.astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(probabilities) + (1 - labels) * np.log(1 - probabilities)))
 
 
 def _class_weights(labels: np.ndarray) -> dict[int, float]:
     """Weights inversely proportional to class frequency, averaging 1 over the data."""
     counts = np.bincount(labels.astype(int), minlength=2)
     return {cls: float(len(labels) / (2 * counts[cls])) for cls in (0, 1)}
-
-
-def _training_dataset(tf: Any, keras: Any, images: np.ndarray, labels: np.ndarray, config: TrainingConfig) -> Any:
-    data = tf.data.Dataset.from_tensor_slices((pixels_to_model_input(images), labels.astype("float32")))
-    data = data.shuffle(len(labels), seed=config.seed, reshuffle_each_iteration=True).batch(config.batch_size)
-    if config.augment:
-        augmentation = _augmentation(keras, config.seed)
-        data = data.map(lambda x, y: (augmentation(x, training=True), y))
-    return data.prefetch(2)
 
 
 def _augmentation(keras: Any, seed: int) -> Any:

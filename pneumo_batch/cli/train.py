@@ -31,8 +31,10 @@ def train(
 
     Example: pneumo-batch train --data pneumoniamnist.npz --out models/pneumo-cnn-v2
     """
-    from pneumo_batch.training import config_from_preset, train_and_package
+    from pneumo_batch.training import PRESETS, config_from_preset, train_and_package
 
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"choose one of {', '.join(PRESETS)}", param_hint="--preset")
     with domain_errors():
         config = config_from_preset(preset, epochs=epochs, seed=seed, target_sensitivity=target_sensitivity)
         dataset = load_pneumoniamnist(data)
