@@ -1,0 +1,63 @@
+"""One run at a time per output root, without stale locks.
+
+The lock is an advisory ``flock`` on ``OUTPUT_ROOT/.nightly.lock``. The
+kernel releases it when the holding process ends in any way, SIGKILL and
+power loss included, so a killed run never blocks the next night: the file
+may stay behind, but nobody holds it. The file carries the holder's pid,
+host and start time for the refusal message. Needs a local filesystem or
+one with working ``flock`` (NFSv4 has it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pneumo_batch.errors import JobLockedError
+
+LOCK_FILE = ".nightly.lock"
+
+
+@contextmanager
+def exclusive_run(output_root: Path) -> Iterator[None]:
+    """Hold the output root's lock for the duration, or raise :class:`JobLockedError` at once."""
+    output_root.mkdir(parents=True, exist_ok=True)
+    path = output_root / LOCK_FILE
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise JobLockedError(f"another run holds {path} ({_describe(handle.read())}); try again when it ends") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            )
+        )
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _describe(content: str) -> str:
+    try:
+        holder = json.loads(content)
+        return f"pid {holder['pid']} on {holder['host']} since {holder['started_at']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
