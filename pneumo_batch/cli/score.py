@@ -1,10 +1,123 @@
-"""``pneumo-batch score``: not implemented yet."""
+"""``pneumo-batch score``: a directory of X-rays or a Parquet manifest in, a predictions Parquet file out."""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Progress, ScoreSummary, score_batch
 
-def score() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+#: Without a terminal, a progress line at most this often (seconds).
+LOG_INTERVAL = 10.0
+
+
+def score(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="A directory of images (scanned recursively) or a Parquet manifest with a 'path' or 'image' column.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="PREDICTIONS.parquet", help="The predictions Parquet file; it appears only when complete.", show_default=False),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(metavar="MODEL_DIR", help="Model directory (default: the model named by models/DEFAULT).", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes that decode and score (default: all cores).", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per chunk: the unit of work, of resuming and of progress."),
+    ] = DEFAULT_BATCH_SIZE,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Refuse every image path outside DIR (via '..', an absolute path or a symlink): such rows become errors.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
+
+    Bad images become 'error' rows with a reason; the exit code is 3 when
+    any row is an error, 0 when all scored. If a run is killed, run the
+    same command again: it resumes from OUT.partial/ without redoing
+    finished chunks.
+
+    Example: pneumo-batch score demo/images/manifest.parquet --out predictions.parquet
+    """
+    reporter = _BarReporter() if sys.stderr.isatty() else _LogReporter()
+    with domain_errors():
+        try:
+            summary = score_batch(
+                input_path, out, model=model, workers=workers, batch_size=batch_size, root=root, progress=reporter
+            )
+        finally:
+            reporter.close()
+    typer.echo(_summary_line(summary), err=True)
+    if summary.errors:
+        raise typer.Exit(ExitCode.ROWS_FAILED)
+
+
+def _summary_line(summary: ScoreSummary) -> str:
+    resumed = f", {summary.rows_resumed:,} resumed from an earlier run" if summary.rows_resumed else ""
+    return (
+        f"scored {summary.rows:,} rows, {summary.errors:,} errors{resumed}, {summary.seconds:.1f} s, "
+        f"{summary.images_per_second:,.0f} images/s -> {summary.out}"
+    )
+
+
+class _LogReporter:
+    """Plain lines on stderr (cron, CI, pipes): the start, then at most one every :data:`LOG_INTERVAL` seconds."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._started = False
+
+    def __call__(self, progress: Progress) -> None:
+        now = time.monotonic()
+        if not self._started:
+            self._started, self._last = True, now
+            typer.echo(f"scoring {progress.rows_total:,} rows", err=True)
+        elif now - self._last >= LOG_INTERVAL:
+            self._last = now
+            typer.echo(
+                f"{progress.rows_done:,}/{progress.rows_total:,} rows, {progress.errors:,} errors, "
+                f"{progress.seconds:.0f} s",
+                err=True,
+            )
+
+    def close(self) -> None:
+        pass
+
+
+class _BarReporter:
+    """A progress bar on a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, progress: Progress) -> None:
+        if self._bar is None:
+            self._bar = typer.progressbar(length=progress.rows_total, label="Scoring", file=sys.stderr)
+            self._bar.__enter__()
+        self._bar.update(progress.rows_done - self._done)
+        self._done = progress.rows_done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

@@ -1,0 +1,248 @@
+"""Finding the rows of a batch: a directory of image files or a Parquet manifest.
+
+:func:`open_input` turns the command's ``INPUT`` into an :class:`InputSource`
+whose :meth:`~InputSource.chunks` streams the rows in a fixed order as Arrow
+tables of exactly ``size`` rows (the last one shorter), so that a chunk's
+number always names the same rows from one run to the next. Every chunk has
+
+- ``image_id`` (string, null where the manifest has none),
+- ``path`` (string: relative to :attr:`InputSource.base_dir` or absolute;
+  null where the manifest has none) or ``image`` (binary: the encoded file),
+- the manifest's other columns, passed through unchanged.
+
+A directory is scanned recursively for image files (by suffix; hidden files
+and symlinked directories are skipped, broken symlinks are kept so that they
+become error rows), in sorted order, and each row's id is its path relative
+to the scanned directory. A manifest is streamed with
+:meth:`pyarrow.parquet.ParquetFile.iter_batches`, so its size does not bound
+memory.
+
+:func:`resolve_path` applies ``--root``: a path whose real location (after
+``..`` and every symlink) is outside the root raises :class:`ImageError`, so
+it becomes an error row and is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pneumo_batch.errors import ImageError, InputError
+
+PATH_COLUMN = "path"
+IMAGE_COLUMN = "image"
+ID_COLUMN = "image_id"
+
+#: Files a directory scan picks up (compared in lower case).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
+)
+
+InputKind = Literal["directory", "manifest"]
+
+
+@dataclass(frozen=True)
+class InputSource:
+    """Where the rows of a batch come from, and how to read them in order."""
+
+    kind: InputKind
+    location: Path
+    """The directory or manifest file, absolute."""
+    base_dir: Path
+    """What relative paths are relative to: the scanned directory, or the manifest's folder."""
+    source_column: Literal["path", "image"]
+    """The column that holds each row's image: a path, or the encoded bytes."""
+    num_rows: int
+    passthrough: pa.Schema = field(default_factory=lambda: pa.schema([]))
+    """The manifest's other columns, carried to the output unchanged."""
+
+    def chunks(self, size: int) -> Iterator[pa.Table]:
+        """Stream the rows as tables of exactly ``size`` rows (the last one may be shorter)."""
+        if size < 1:
+            raise ValueError(f"chunk size must be at least 1, got {size}")
+        if self.kind == "directory":
+            yield from _directory_chunks(self.location, size)
+        else:
+            yield from _manifest_chunks(self, size)
+
+    def identity(self) -> dict[str, object]:
+        """What identifies this input for resuming: a changed manifest file starts over."""
+        identity: dict[str, object] = {"kind": self.kind, "location": str(self.location), "rows": self.num_rows}
+        if self.kind == "manifest":
+            stat = self.location.stat()
+            identity.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        return identity
+
+
+def open_input(path: str | Path) -> InputSource:
+    """Open a directory or a Parquet manifest, raising :class:`InputError` if it is unusable as a whole."""
+    location = Path(path).expanduser().absolute()
+    if location.is_dir():
+        return InputSource(
+            kind="directory",
+            location=location,
+            base_dir=location,
+            source_column="path",
+            num_rows=sum(1 for _ in iter_image_files(location)),
+        )
+    if not location.exists():
+        raise InputError(f"input not found: {location}")
+    return _open_manifest(location)
+
+
+def iter_image_files(directory: Path) -> Iterator[str]:
+    """Yield the image files under ``directory`` as sorted POSIX paths relative to it.
+
+    Sorting is by name at every level, so the order is the same on every
+    machine and run. Raises :class:`InputError` for a folder that cannot be
+    listed: its files cannot become rows, so the run must not pretend they
+    are not there.
+    """
+    yield from _walk(directory, "")
+
+
+def _walk(directory: Path, prefix: str) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as error:
+        raise InputError(f"cannot list {directory}: {error.strerror or error}") from None
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        relative = f"{prefix}{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), f"{relative}/")
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not entry.is_dir():
+            yield relative
+
+
+def resolve_path(value: str, base_dir: str, root: str | None) -> str:
+    """The file to read for a row's ``path``: ``value`` joined to ``base_dir``, confined to ``root``.
+
+    ``root`` must already be a real path (:func:`os.path.realpath`). With a
+    root, the returned path is the real one that was checked, so a symlink
+    swapped in after the check still cannot lead outside. Raises
+    :class:`ImageError` for an empty path or one whose real location is
+    outside ``root``.
+    """
+    if not value:
+        raise ImageError("empty path")
+    joined = os.path.join(base_dir, value)
+    if root is None:
+        return joined
+    real = os.path.realpath(joined)
+    if not _is_within(real, root):
+        raise ImageError(f"path is outside --root {root}: {value}")
+    return real
+
+
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
+def chunk_digest(paths: list[str]) -> str:
+    """A short digest of a chunk's paths, so that a changed directory never resumes onto other files."""
+    return hashlib.blake2b("\0".join(paths).encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+
+
+def _directory_chunks(directory: Path, size: int) -> Iterator[pa.Table]:
+    batch: list[str] = []
+    for relative in iter_image_files(directory):
+        batch.append(relative)
+        if len(batch) == size:
+            yield _directory_table(batch)
+            batch = []
+    if batch:
+        yield _directory_table(batch)
+
+
+def _directory_table(paths: list[str]) -> pa.Table:
+    array = pa.array(paths, type=pa.string())
+    return pa.table({ID_COLUMN: array, PATH_COLUMN: array})
+
+
+def _open_manifest(location: Path) -> InputSource:
+    try:
+        parquet = pq.ParquetFile(location)
+        schema = parquet.schema_arrow
+        num_rows = parquet.metadata.num_rows
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"cannot read {location} as a Parquet manifest: {_one_line(error)}") from None
+    names = schema.names
+    if len(set(names)) != len(names):
+        raise InputError(f"{location}: manifest has duplicate column names")
+    if IMAGE_COLUMN in names:
+        source: Literal["path", "image"] = "image"
+        if not _is_binary(schema.field(IMAGE_COLUMN).type):
+            raise InputError(f"{location}: column {IMAGE_COLUMN!r} must hold bytes, not {schema.field(IMAGE_COLUMN).type}")
+    elif PATH_COLUMN in names:
+        source = "path"
+    else:
+        raise InputError(f"{location}: manifest needs a {PATH_COLUMN!r} or an {IMAGE_COLUMN!r} column (has: {', '.join(names)})")
+    for column in (PATH_COLUMN, ID_COLUMN):
+        if column in names and not _is_string_like(schema.field(column).type):
+            raise InputError(f"{location}: column {column!r} must hold strings, not {schema.field(column).type}")
+    reserved = {IMAGE_COLUMN, PATH_COLUMN, ID_COLUMN}
+    passthrough = pa.schema([schema.field(name) for name in names if name not in reserved])
+    return InputSource(
+        kind="manifest",
+        location=location,
+        base_dir=location.parent,
+        source_column=source,
+        num_rows=num_rows,
+        passthrough=passthrough,
+    )
+
+
+def _manifest_chunks(source: InputSource, size: int) -> Iterator[pa.Table]:
+    parquet = pq.ParquetFile(source.location)
+    names = parquet.schema_arrow.names
+    columns = [name for name in (ID_COLUMN, PATH_COLUMN, IMAGE_COLUMN) if name in names] + source.passthrough.names
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=size, columns=columns):
+            pending.append(pa.Table.from_batches([batch]))
+            pending_rows += batch.num_rows
+            while pending_rows >= size:
+                table = pa.concat_tables(pending)
+                yield _normalise(table.slice(0, size))
+                rest = table.slice(size)
+                pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"cannot read {source.location} as a Parquet manifest: {_one_line(error)}") from None
+    if pending_rows:
+        yield _normalise(pa.concat_tables(pending))
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """One chunk, with ``image_id`` and ``path`` as plain strings and a copy of its own buffers."""
+    columns = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in (ID_COLUMN, PATH_COLUMN) and column.type != pa.string():
+            column = column.cast(pa.string())
+        columns[name] = column.combine_chunks()
+    if ID_COLUMN not in columns:
+        columns = {ID_COLUMN: pa.nulls(table.num_rows, pa.string()), **columns}
+    return pa.table(columns)
+
+
+def _is_binary(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
+
+
+def _is_string_like(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind) or pa.types.is_dictionary(kind)
+
+
+def _one_line(error: BaseException) -> str:
+    return (" ".join(str(error).split()) or type(error).__name__)[:300]
