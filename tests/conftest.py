@@ -60,6 +60,150 @@ def synthetic_npz(tmp_path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------
+# Monitoring fixtures (tests/test_monitor*.py): a deterministic fake scorer
+# fitted on the real training split, and predictions frames made from real
+# PneumoniaMNIST pixels in the shape `pneumo-batch score` writes.
+# --------------------------------------------------------------------------
+
+
+class FakeScorer:
+    """Logistic regression on a few pixel statistics, fitted with numpy on the training split.
+
+    Deterministic, fast and with real signal (AUC about 0.85), so the
+    monitoring tests exercise real score distributions without TensorFlow.
+    Takes the model's float input (N, 28, 28, 1) like the real Scorer.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        stats = self._statistics(images.astype(np.float32) / 255.0)
+        self._centre, self._scale = stats.mean(axis=0), stats.std(axis=0)
+        design = self._design(stats)
+        y = labels.astype(np.float64)
+        weights = np.zeros(design.shape[1])
+        for _ in range(25):  # Newton-Raphson on the log-likelihood, lightly ridge-regularised
+            p = 1 / (1 + np.exp(-design @ weights))
+            gradient = design.T @ (y - p) - 1e-3 * weights
+            hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-3 * np.eye(len(weights))
+            weights += np.linalg.solve(hessian, gradient)
+        self.weights = weights
+
+    @staticmethod
+    def _statistics(images: np.ndarray) -> np.ndarray:
+        stack = images.reshape(len(images), 28, 28)
+        centre = stack[:, 8:20, 8:20].reshape(len(stack), -1)
+        flat = stack.reshape(len(stack), -1)
+        return np.column_stack(
+            [flat.mean(axis=1), flat.std(axis=1), centre.mean(axis=1), centre.std(axis=1),
+             np.abs(np.diff(stack, axis=2)).mean(axis=(1, 2))]
+        )
+
+    def _design(self, stats: np.ndarray) -> np.ndarray:
+        standard = (stats - self._centre) / self._scale
+        return np.column_stack([np.ones(len(standard)), standard])
+
+    def predict(self, model_input: np.ndarray) -> np.ndarray:
+        stats = self._statistics(np.asarray(model_input, dtype=np.float32))
+        return (1 / (1 + np.exp(-self._design(stats) @ self.weights))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def fake_scorer(pneumoniamnist: PneumoniaMNIST) -> FakeScorer:
+    return FakeScorer(pneumoniamnist.train.images, pneumoniamnist.train.labels)
+
+
+def fake_metadata(scorer: FakeScorer, val_images: np.ndarray, val_labels: np.ndarray) -> dict:
+    """Minimal model metadata: operating points chosen on validation, and the validated figures."""
+    from pneumo_batch import metrics
+    from pneumo_batch.preprocess import pixels_to_model_input
+
+    scores = scorer.predict(pixels_to_model_input(val_images))
+    thresholds = {
+        "screening": metrics.screening_threshold(val_labels, scores, 0.95),
+        "balanced": metrics.youden_threshold(val_labels, scores),
+    }
+    points = {}
+    for name, threshold in thresholds.items():
+        confusion = metrics.confusion_at(val_labels, scores, threshold)
+        points[name] = {"sensitivity": confusion.sensitivity, "specificity": confusion.specificity}
+    return {
+        "name": "fake-logistic",
+        "version": "0.0.1-test",
+        "operating_points": {
+            "screening": {"threshold": thresholds["screening"], "rule": "sensitivity >= 0.95 on validation"},
+            "balanced": {"threshold": thresholds["balanced"], "rule": "Youden's J on validation"},
+        },
+        "metrics": {"validation": {"auc": metrics.roc_auc(val_labels, scores), "operating_points": points}},
+    }
+
+
+def predictions_frame(
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    scorer: FakeScorer,
+    metadata: dict,
+    *,
+    run_id: str = "run-test",
+    file_facts: bool = True,
+):
+    """A predictions DataFrame, as `pneumo-batch score` writes it, from 28x28 pixels."""
+    import pandas as pd
+
+    from pneumo_batch.preprocess import pixels_to_model_input
+    from pneumo_batch.profile import reference_profile_frame
+
+    thresholds = {name: p["threshold"] for name, p in metadata["operating_points"].items()}
+    frame = reference_profile_frame(
+        images,
+        labels if labels is not None else np.zeros(len(images), dtype=np.uint8),
+        scorer.predict(pixels_to_model_input(images)),
+        thresholds,
+        model_sha256="0" * 64,
+        model_version=metadata["version"],
+        image_ids=[f"img_{i:05d}" for i in range(len(images))],
+    )
+    frame["run_id"] = run_id
+    frame["path"] = [f"images/img_{i:05d}.png" for i in range(len(images))]
+    if file_facts:
+        frame["img_width"] = pd.array([28] * len(images), dtype="Int64")
+        frame["img_height"] = pd.array([28] * len(images), dtype="Int64")
+        frame["img_aspect_ratio"] = pd.array([1.0] * len(images), dtype="Float64")
+        frame["img_mode"] = pd.array(["L"] * len(images), dtype="string")
+        frame["img_format"] = pd.array(["PNG"] * len(images), dtype="string")
+    if labels is None:
+        frame = frame.drop(columns=["label"])
+    return frame
+
+
+@pytest.fixture(scope="session")
+def fake_model_metadata(pneumoniamnist: PneumoniaMNIST, fake_scorer: FakeScorer) -> dict:
+    return fake_metadata(fake_scorer, pneumoniamnist.val.images, pneumoniamnist.val.labels)
+
+
+@pytest.fixture(scope="session")
+def make_predictions(fake_scorer: FakeScorer, fake_model_metadata: dict):
+    """``make(images, labels=None, run_id=...)``: see :func:`predictions_frame`."""
+
+    def make(images: np.ndarray, labels: np.ndarray | None = None, **options: object):
+        return predictions_frame(images, labels, fake_scorer, fake_model_metadata, **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def reference_profile(pneumoniamnist: PneumoniaMNIST, fake_scorer: FakeScorer, fake_model_metadata: dict):
+    """The training reference profile of the fake model, as a DataFrame (file facts null)."""
+    train = pneumoniamnist.train
+    frame = predictions_frame(train.images, train.labels, fake_scorer, fake_model_metadata, file_facts=False)
+    return frame.assign(run_id="reference")
+
+
+@pytest.fixture(autouse=True)
+def _monitoring_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the CLI's Evidently workspace default at a temp dir, never the repository's monitoring/."""
+    monkeypatch.setenv("PNEUMO_BATCH_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))
+
+
+# --------------------------------------------------------------------------
 # Scoring fixtures (issue 3: `pneumo-batch score`).
 #
 # The fake scorer lives here, at module level, so that it pickles by name

@@ -1,10 +1,76 @@
-"""``pneumo-batch monitor``: not implemented yet."""
+"""``pneumo-batch monitor``: drift and class-balance report of predictions against the training profile."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.errors import InputError
+from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE, load_model
+from pneumo_batch.monitoring import SUMMARY_FILE, WORKSPACE_ENV, build_monitoring_report, discover_predictions
 
-def monitor() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+DEFAULT_WORKSPACE = Path("monitoring/workspace")
+
+
+def monitor(
+    predictions: Annotated[
+        list[Path],
+        typer.Argument(help="Predictions Parquet files written by `score`, or folders of them."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html, report.json, class_balance.csv and summary.json.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help=f"Model directory: its {REFERENCE_PROFILE_FILE} is the reference, its metadata gives "
+                     f"the operating points and validated figures (default: ${MODEL_ENV}, else models/DEFAULT)."),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Compare with this predictions file (or profile) instead of the model's training profile."),
+    ] = None,
+    fail_on_drift: Annotated[
+        bool,
+        typer.Option("--fail-on-drift", help=f"Exit with code {int(ExitCode.ALERT)} when any alert fires."),
+    ] = False,
+    workspace: Annotated[
+        Path,
+        typer.Option(envvar=WORKSPACE_ENV, help="Evidently workspace that collects every run as a snapshot."),
+    ] = DEFAULT_WORKSPACE,
+    no_workspace: Annotated[bool, typer.Option("--no-workspace", help="Do not add the run to a workspace.")] = False,
+) -> None:
+    """Compare predictions with the training profile: data drift, class balance, errors.
+
+    Example: pneumo-batch monitor out/predictions.parquet --out out/monitoring --fail-on-drift
+
+    Writes an Evidently HTML report and its JSON, the class-balance figures
+    and summary.json (the verdict). Exit code 0, or 4 when --fail-on-drift is
+    given and drift, a class-balance shift or a performance drop is detected.
+    """
+    with domain_errors():
+        predictions = discover_predictions(predictions)  # a missing input fails before any other work
+        metadata = None
+        if reference is None or model is not None:
+            artifact = load_model(model, verify=False)
+            metadata = artifact.metadata
+            if reference is None:
+                reference = artifact.reference_profile_path
+                if not reference.is_file():
+                    raise InputError(f"model {artifact.directory} has no {REFERENCE_PROFILE_FILE}; pass --reference FILE")
+        summary = build_monitoring_report(
+            predictions,
+            reference,
+            out,
+            model_metadata=metadata,
+            workspace=None if no_workspace else workspace,
+        )
+    scored = f"{summary.n_scored} scored, {summary.n_errors} errors"
+    if summary.alert:
+        typer.echo(f"ALERT ({scored}): " + "; ".join(summary.alerts))
+    else:
+        verdict = "too few rows for a verdict" if summary.batch_size_rule["applied"] == "too_few_rows" else "no alert"
+        typer.echo(f"OK ({scored}): {verdict}")
+    typer.echo(f"Wrote {out / SUMMARY_FILE}")
+    if fail_on_drift and summary.alert:
+        raise typer.Exit(ExitCode.ALERT)

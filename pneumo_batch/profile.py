@@ -1,0 +1,160 @@
+"""The training reference profile: what the model's own training data looks like to monitoring.
+
+A reference profile is a predictions file for images the model was trained
+on: the same columns scoring writes (:mod:`pneumo_batch.predictions`), with
+the per-image features of :func:`pneumo_batch.features.intensity_features`,
+the model's scores and decisions, and the label. The file-level facts
+(original width, height, mode, format) are null, since PneumoniaMNIST has no
+originals. Training writes it next to the model as
+``reference_profile.parquet``; ``pneumo-batch monitor`` compares each batch
+with it.
+
+New features need no change here: every key :func:`intensity_features`
+returns becomes a column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pneumo_batch import predictions as cols
+from pneumo_batch.errors import InputError
+from pneumo_batch.features import FILE_FEATURES, intensity_features
+from pneumo_batch.model import ModelArtifact
+from pneumo_batch.preprocess import pixels_to_model_input
+
+#: ``run_id`` of every row of a reference profile.
+REFERENCE_RUN_ID = "reference"
+
+_FILE_FEATURE_DTYPES = {
+    "img_width": "Int64",
+    "img_height": "Int64",
+    "img_aspect_ratio": "Float64",
+    "img_mode": "string",
+    "img_format": "string",
+}
+
+
+class SupportsPredict(Protocol):
+    """Anything that maps the model's float input (N, 28, 28, 1) to probabilities (N,)."""
+
+    def predict(self, model_input: np.ndarray) -> np.ndarray: ...
+
+
+def write_reference_profile(
+    model: ModelArtifact,
+    images: np.ndarray,
+    labels: np.ndarray,
+    out_path: Path,
+    *,
+    scorer: SupportsPredict | None = None,
+    image_ids: list[str] | None = None,
+) -> Path:
+    """Score ``images`` with ``model`` and write their reference profile to ``out_path`` (Parquet).
+
+    ``images`` are PneumoniaMNIST pixels, ``uint8`` (N, 28, 28); ``labels``
+    are 1 for pneumonia. ``scorer`` replaces ``model.scorer()`` (tests pass a
+    fake). The file is written to a temporary name and renamed, so
+    ``out_path`` never holds a partial profile.
+    """
+    scorer = scorer if scorer is not None else model.scorer()
+    scores = np.asarray(scorer.predict(pixels_to_model_input(images)), dtype=np.float32)
+    thresholds = {point.name: point.threshold for point in model.operating_points}
+    frame = reference_profile_frame(
+        images,
+        labels,
+        scores,
+        thresholds,
+        model_sha256=model.variant_sha256(),
+        model_version=model.version,
+        image_ids=image_ids,
+    )
+    description = {
+        "kind": "reference_profile",
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_sha256": model.variant_sha256(),
+        "rows": len(frame),
+        "operating_points": thresholds,
+    }
+    return write_predictions_parquet(frame, out_path, description)
+
+
+def reference_profile_frame(
+    images: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    thresholds: Mapping[str, float],
+    *,
+    model_sha256: str | None = None,
+    model_version: str | None = None,
+    image_ids: list[str] | None = None,
+    scored_at: datetime | None = None,
+) -> pd.DataFrame:
+    """The profile as a DataFrame with the predictions columns, from pixels, labels and scores.
+
+    Pure function (no model): decisions are ``score >= threshold`` for each
+    operating point in ``thresholds``.
+    """
+    count = len(images)
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise InputError(f"reference images must be uint8 (N, 28, 28), got {images.dtype} {images.shape}")
+    if len(labels) != count or len(scores) != count:
+        raise InputError(f"{count} images but {len(labels)} labels and {len(scores)} scores")
+    if image_ids is not None and len(image_ids) != count:
+        raise InputError(f"{count} images but {len(image_ids)} image ids")
+    if not thresholds:
+        raise InputError("a reference profile needs at least one operating point")
+    stamp = (scored_at or datetime.now(timezone.utc)).isoformat()
+    frame: dict[str, object] = {
+        cols.IMAGE_ID: image_ids if image_ids is not None else [f"reference_{i:06d}" for i in range(count)],
+        cols.PATH: pd.Series([None] * count, dtype="string"),
+        cols.STATUS: cols.STATUS_OK,
+        cols.ERROR: pd.Series([None] * count, dtype="string"),
+        cols.SCORE: scores,
+    }
+    for name, threshold in thresholds.items():
+        frame[cols.prediction_column(name)] = scores >= np.float32(threshold)
+        frame[cols.threshold_column(name)] = float(threshold)
+    frame.update(
+        {
+            cols.MODEL_SHA256: model_sha256,
+            cols.MODEL_VERSION: model_version,
+            cols.RUN_ID: REFERENCE_RUN_ID,
+            cols.SCORED_AT: stamp,
+        }
+    )
+    frame.update(intensity_features(images))
+    for name in FILE_FEATURES:
+        frame[name] = pd.Series([None] * count, dtype=_FILE_FEATURE_DTYPES.get(name, "string"))
+    frame[cols.LABEL] = labels.astype(np.int8)
+    return pd.DataFrame(frame)
+
+
+def write_predictions_parquet(frame: pd.DataFrame, out_path: Path, description: Mapping[str, object]) -> Path:
+    """Write ``frame`` atomically, with ``description`` as the file's JSON key-value metadata."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    metadata = {**(table.schema.metadata or {}), cols.PARQUET_METADATA_KEY: json.dumps(description).encode()}
+    table = table.replace_schema_metadata(metadata)
+    temporary = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, out_path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return out_path
