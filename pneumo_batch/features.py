@@ -40,7 +40,7 @@ _SATURATION_MARGIN = 2
 def intensity_features(pixels: np.ndarray) -> dict[str, np.ndarray]:
     """Compute the numeric features of a stack of 28x28 ``uint8`` images (N, 28, 28)."""
     stack = pixels.astype(np.float32).reshape(len(pixels), -1)
-    p05, p50, p95 = np.percentile(stack, [5, 50, 95], axis=1)
+    p05, p50, p95 = _percentiles(pixels, stack, (5.0, 50.0, 95.0))
     images = stack.reshape(pixels.shape)
     laplacian = (
         4 * images[:, 1:-1, 1:-1]
@@ -60,3 +60,26 @@ def intensity_features(pixels: np.ndarray) -> dict[str, np.ndarray]:
         "img_sharpness": np.abs(laplacian).reshape(len(pixels), -1).mean(axis=1),
         "img_saturated_share": saturated.mean(axis=1, dtype=np.float32),
     }
+
+
+def _percentiles(pixels: np.ndarray, stack: np.ndarray, quantiles: tuple[float, ...]) -> np.ndarray:
+    """Per-image percentiles, exactly as ``np.percentile(stack, quantiles, axis=1)`` computes them.
+
+    For ``uint8`` pixels a radix sort (``kind="stable"``) and numpy's own
+    linear interpolation give the same numbers in a fifth of the time;
+    scoring computes this for every image, so it matters.
+    """
+    if pixels.dtype != np.uint8:
+        return np.percentile(stack, quantiles, axis=1)
+    ordered = np.sort(pixels.reshape(len(pixels), -1), axis=1, kind="stable")
+    last = ordered.shape[1] - 1
+    positions = np.asarray(quantiles, dtype=np.float64) / 100.0 * last
+    below = np.floor(positions).astype(np.intp)
+    above = np.minimum(below + 1, last)
+    weight = positions - below
+    low = ordered[:, below].astype(np.float64)
+    high = ordered[:, above].astype(np.float64)
+    difference = high - low
+    # numpy's _lerp: from the nearer end, so that weight 1 gives ``high`` exactly
+    values = np.where(weight >= 0.5, high - difference * (1 - weight), low + difference * weight)
+    return values.T

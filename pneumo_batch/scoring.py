@@ -10,9 +10,9 @@ streams the input, hands out chunks and writes.
 
 Crash safety and resuming. Everything in flight lives in a work folder
 beside the output, ``OUT.partial/``: a ``state.json`` fingerprint of the
-input, model and options, one ``parts/part-NNNNNNNN*.parquet`` per finished
-chunk (written under a temporary name, then renamed, so a part that exists
-is complete), and the output under construction. The output is assembled
+input, model and options, one ``parts/part-NNNNNNNN*.arrow`` (Arrow IPC) per
+finished chunk (written under a temporary name, then renamed, so a part that
+exists is complete), and the output under construction. The output is assembled
 from the chunks in input order and moved to ``OUT`` by :func:`os.replace`
 only when complete, so ``OUT`` is never a partial file. Run the same command
 again after a crash (even SIGKILL) and the chunks that have a part are taken
@@ -294,10 +294,8 @@ def _run(
         for index, chunk in enumerate(source.chunks(batch_size)):
             digest = chunk_digest(chunk.column(PATH_COLUMN).to_pylist()) if source.kind == "directory" else None
             task = _ChunkTask(index=index, start=index * batch_size, name=_part_name(index, digest), rows=chunk)
-            if task.name in done_parts:
-                pending.append(_Pending(task, work.parts / task.name, None))
-            else:
-                pending.append(_Pending(task, None, executor.submit(task)))
+            finished = task.name in done_parts
+            pending.append(_Pending(task, work.parts / task.name, None if finished else executor.submit(task)))
             while len(pending) > window:
                 emit(writer)
         while pending:
@@ -307,35 +305,48 @@ def _run(
 
 @dataclass
 class _Pending:
-    """A chunk on its way to the output: either a finished part on disk or a worker's future."""
+    """A chunk on its way to the output: its part is on disk, or a worker is making it."""
 
     task: _ChunkTask
-    part: Path | None
-    future: Future[pa.Table] | None
+    part: Path
+    future: Future[int] | None
+    """None when the part was left by an earlier run."""
 
     @property
     def resumed(self) -> bool:
-        return self.part is not None
+        return self.future is None
 
     def table(self, executor: _Executor) -> pa.Table:
-        if self.part is not None:
-            try:
-                table = pq.read_table(self.part)
-                if table.num_rows == self.task.rows.num_rows:
-                    return table
-            except (OSError, pa.ArrowException):
-                pass
+        if self.future is not None:
+            _wait(self.future)
+        table = _read_part(self.part, self.task.rows.num_rows)
+        if table is None and self.future is None:
             # A part damaged by something worse than a kill (a power cut): score it again.
-            self.part = None
             self.future = executor.submit(self.task)
-        assert self.future is not None
-        try:
-            return self.future.result()
-        except BrokenProcessPool:
-            raise PneumoBatchError(
-                "a worker process died (out of memory, or a crash while decoding an image); "
-                "run the same command again to resume"
-            ) from None
+            _wait(self.future)
+            table = _read_part(self.part, self.task.rows.num_rows)
+        if table is None:
+            raise PneumoBatchError(f"the part just written cannot be read back: {self.part}")
+        return table
+
+
+def _wait(future: Future[int]) -> None:
+    try:
+        future.result()
+    except BrokenProcessPool:
+        raise PneumoBatchError(
+            "a worker process died (out of memory, or a crash while decoding an image); "
+            "run the same command again to resume"
+        ) from None
+
+
+def _read_part(path: Path, rows: int) -> pa.Table | None:
+    """A finished chunk, memory-mapped; None if it is missing, damaged or of the wrong length."""
+    try:
+        table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowException):
+        return None
+    return table if table.num_rows == rows else None
 
 
 class _OutputWriter:
@@ -400,7 +411,7 @@ class _WorkDir:
             work._release_lock()
 
     def existing_parts(self) -> set[str]:
-        return {path.name for path in self.parts.glob("part-*.parquet")}
+        return {path.name for path in self.parts.glob("part-*.arrow")}
 
     def remove(self) -> None:
         self._release_lock()
@@ -440,7 +451,7 @@ class _WorkDir:
 
 
 def _part_name(index: int, digest: str | None) -> str:
-    return f"part-{index:08d}-{digest}.parquet" if digest else f"part-{index:08d}.parquet"
+    return f"part-{index:08d}-{digest}.arrow" if digest else f"part-{index:08d}.arrow"
 
 
 # --------------------------------------------------------------------------- workers
@@ -473,7 +484,7 @@ class _ChunkTask:
 
 
 class _Executor(Protocol):
-    def submit(self, task: _ChunkTask) -> Future[pa.Table]: ...
+    def submit(self, task: _ChunkTask) -> Future[int]: ...
 
 
 class _PoolExecutor:
@@ -487,7 +498,7 @@ class _PoolExecutor:
             initargs=(context,),
         )
 
-    def submit(self, task: _ChunkTask) -> Future[pa.Table]:
+    def submit(self, task: _ChunkTask) -> Future[int]:
         return self._pool.submit(_score_in_worker, task)
 
     def close(self) -> None:
@@ -501,12 +512,12 @@ class _InlineExecutor:
         self._context = context
         self._scorer: Predictor | None = None
 
-    def submit(self, task: _ChunkTask) -> Future[pa.Table]:
-        future: Future[pa.Table] = Future()
+    def submit(self, task: _ChunkTask) -> Future[int]:
+        future: Future[int] = Future()
         try:
             if self._scorer is None:
                 self._scorer = self._context.scorer_factory()
-            future.set_result(score_chunk(self._context, self._scorer, task))
+            future.set_result(_score_and_write(self._context, self._scorer, task))
         except Exception as error:  # re-raised by future.result(), as a pool would
             future.set_exception(error)
         return future
@@ -535,16 +546,27 @@ def _init_worker(context: _ChunkContext) -> None:
     _worker_context = context
 
 
-def _score_in_worker(task: _ChunkTask) -> pa.Table:
+def _score_in_worker(task: _ChunkTask) -> int:
     global _worker_scorer
     assert _worker_context is not None, "worker used without its initializer"
     if _worker_scorer is None:  # here, not in the initializer, so a failure reaches the caller as itself
         _worker_scorer = _worker_context.scorer_factory()
-    return score_chunk(_worker_context, _worker_scorer, task)
+    return _score_and_write(_worker_context, _worker_scorer, task)
+
+
+def _score_and_write(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> int:
+    """Score a chunk into its part file (under a temporary name, then renamed); return its row count."""
+    table = score_chunk(context, scorer, task)
+    path = Path(context.parts_dir) / task.name
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with pa.ipc.new_file(str(temporary), table.schema) as writer:
+        writer.write_table(table)
+    os.replace(temporary, path)
+    return table.num_rows
 
 
 def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> pa.Table:
-    """Decode, score and describe one chunk; write its part; return its output rows."""
+    """Decode, score and describe one chunk: its rows of the output, in order."""
     table = task.rows
     count = table.num_rows
     sources = table.column(context.source_column).to_pylist()
@@ -621,9 +643,7 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
     ]
     passthrough = context.schema.names[len(arrays) :]
     arrays += [table.column(name).combine_chunks() for name in passthrough]
-    output = pa.Table.from_arrays(arrays, schema=context.schema)
-    _write_part(output, Path(context.parts_dir) / task.name)
-    return output
+    return pa.Table.from_arrays(arrays, schema=context.schema)
 
 
 def _read_file(path: str) -> bytes:
@@ -654,12 +674,6 @@ def _read_file(path: str) -> bytes:
     if not data:
         raise ImageError(f"empty file: {path}")
     return data
-
-
-def _write_part(table: pa.Table, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, path)
 
 
 # --------------------------------------------------------------------------- small helpers

@@ -303,7 +303,7 @@ def test_a_failed_run_leaves_no_output_and_the_rerun_resumes(exported_test_split
         score_batch(exported_test_split, out, model=score_fake_model, workers=0, batch_size=32,
                     scorer_factory=lambda: failing)
     assert not out.exists()
-    assert len(list((work_dir_for(out) / "parts").glob("part-*.parquet"))) == 3
+    assert len(list((work_dir_for(out) / "parts").glob("part-*.arrow"))) == 3
 
     rerun = MeanPixelScorer()
     summary = score_batch(exported_test_split, out, model=score_fake_model, workers=0, batch_size=32,
@@ -363,7 +363,7 @@ def test_sigkill_then_rerun_finishes_with_every_row_exactly_once(exported_test_s
     process = subprocess.Popen([sys.executable, str(tmp_path / "run.py")], start_new_session=True,
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
-    while len(list(parts.glob("part-*.parquet"))) < 4:
+    while len(list(parts.glob("part-*.arrow"))) < 4:
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.05)
@@ -371,7 +371,7 @@ def test_sigkill_then_rerun_finishes_with_every_row_exactly_once(exported_test_s
     process.wait()
     process.stderr.close()
     assert not out.exists()
-    done = len(list(parts.glob("part-*.parquet")))
+    done = len(list(parts.glob("part-*.arrow")))
     assert 4 <= done < 25
 
     rerun_started = pd.Timestamp.now(tz="UTC")
@@ -404,3 +404,16 @@ def test_real_jpegs_get_the_expected_decisions_with_the_default_model(shipped_de
         agree = (frame[columns.prediction_column(point)] == truth).mean()
         assert agree >= 0.75, f"{point}: only {agree:.0%} of the 40 JPEGs get the decision of their folder"
     assert frame.loc[truth, columns.prediction_column("screening")].mean() >= 0.9
+
+
+def test_feature_percentiles_are_exactly_numpys(pneumoniamnist):
+    """Scoring computes the features of every image, so they take a fast path that must not change them."""
+    rng = np.random.default_rng(1)
+    stacks = [pneumoniamnist.test.images, rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+              np.full((3, 28, 28), 7, dtype=np.uint8)]
+    for stack in stacks:
+        features = intensity_features(stack)
+        expected = np.percentile(stack.reshape(len(stack), -1).astype(np.float32), [5, 50, 95], axis=1)
+        for name, values in zip(("img_p05", "img_p50", "img_p95"), expected, strict=True):
+            np.testing.assert_array_equal(features[name], values.astype(np.float32))
+        np.testing.assert_array_equal(features["img_contrast"], (expected[2] - expected[0]).astype(np.float32))
