@@ -86,6 +86,7 @@ SUMMARY_FORMAT_VERSION = 1
 _NUMERIC_FILE_FEATURES = ("img_width", "img_height", "img_aspect_ratio")
 _CATEGORICAL_FILE_FEATURES = ("img_mode", "img_format")
 _TOP_ERRORS = 5
+_EXACT_KS_MAX_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,10 @@ def numeric_drift(reference: np.ndarray, current: np.ndarray) -> tuple[float, fl
         return float("nan"), 1.0
     norm = max(float(np.std(reference)), 1e-3)
     effect = float(stats.wasserstein_distance(reference, current)) / norm
-    p_value = float(stats.ks_2samp(reference, current).pvalue)
+    # The exact distribution matters for small batches; past a thousand rows
+    # the asymptotic one is as good and a hundred times faster.
+    method = "asymp" if min(len(reference), len(current)) > _EXACT_KS_MAX_ROWS else "auto"
+    p_value = float(stats.ks_2samp(reference, current, method=method).pvalue)
     return effect, p_value
 
 

@@ -33,6 +33,7 @@ from pneumo_batch.errors import InputError
 from pneumo_batch.features import FILE_FEATURES, intensity_features
 from pneumo_batch.model import ModelArtifact
 from pneumo_batch.preprocess import pixels_to_model_input
+from pneumo_batch.scoring import output_schema
 
 #: ``run_id`` of every row of a reference profile.
 REFERENCE_RUN_ID = "reference"
@@ -88,7 +89,8 @@ def write_reference_profile(
         "rows": len(frame),
         "operating_points": thresholds,
     }
-    return write_predictions_parquet(frame, out_path, description)
+    schema = output_schema(list(thresholds), pa.schema([pa.field(cols.LABEL, pa.int8())]))
+    return write_predictions_parquet(frame, out_path, description, schema=schema)
 
 
 def reference_profile_frame(
@@ -118,7 +120,8 @@ def reference_profile_frame(
         raise InputError(f"{count} images but {len(image_ids)} image ids")
     if not thresholds:
         raise InputError("a reference profile needs at least one operating point")
-    stamp = (scored_at or datetime.now(timezone.utc)).isoformat()
+    stamp = pd.Timestamp(scored_at or datetime.now(timezone.utc))
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     frame: dict[str, object] = {
         cols.IMAGE_ID: image_ids if image_ids is not None else [f"reference_{i:06d}" for i in range(count)],
         cols.PATH: pd.Series([None] * count, dtype="string"),
@@ -144,11 +147,21 @@ def reference_profile_frame(
     return pd.DataFrame(frame)
 
 
-def write_predictions_parquet(frame: pd.DataFrame, out_path: Path, description: Mapping[str, object]) -> Path:
-    """Write ``frame`` atomically, with ``description`` as the file's JSON key-value metadata."""
+def write_predictions_parquet(
+    frame: pd.DataFrame,
+    out_path: Path,
+    description: Mapping[str, object],
+    *,
+    schema: pa.Schema | None = None,
+) -> Path:
+    """Write ``frame`` atomically, with ``description`` as the file's JSON key-value metadata.
+
+    With ``schema`` (scoring's :func:`pneumo_batch.scoring.output_schema`)
+    the columns get exactly the types and order that scoring writes.
+    """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), cols.PARQUET_METADATA_KEY: json.dumps(description).encode()}
     table = table.replace_schema_metadata(metadata)
     temporary = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")

@@ -197,6 +197,23 @@ def reference_profile(pneumoniamnist: PneumoniaMNIST, fake_scorer: FakeScorer, f
     return frame.assign(run_id="reference")
 
 
+def changed_acquisition(images: np.ndarray, gamma: float = 0.7, blur_radius: float = 0.6) -> np.ndarray:
+    """Real images as a different scanner would give them: another exposure curve (gamma) and a softer blur."""
+    from PIL import Image, ImageFilter
+
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        brighter = np.rint(255.0 * (image / 255.0) ** gamma).astype(np.uint8)
+        out[i] = np.asarray(Image.fromarray(brighter).filter(ImageFilter.GaussianBlur(blur_radius)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def change_acquisition():
+    """:func:`changed_acquisition` as a fixture, for test modules."""
+    return changed_acquisition
+
+
 @pytest.fixture(autouse=True)
 def _monitoring_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the CLI's Evidently workspace default at a temp dir, never the repository's monitoring/."""

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageFilter
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -26,15 +25,6 @@ from pneumo_batch.monitoring import (
 )
 
 SEED = 20240611
-
-
-def changed_acquisition(images: np.ndarray, gamma: float = 0.7, blur_radius: float = 0.6) -> np.ndarray:
-    """A different exposure curve (gamma) and a slightly softer detector (Gaussian blur)."""
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        brighter = np.rint(255.0 * (image / 255.0) ** gamma).astype(np.uint8)
-        out[i] = np.asarray(Image.fromarray(brighter).filter(ImageFilter.GaussianBlur(blur_radius)))
-    return out
 
 
 def train_sample(pneumoniamnist, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +61,8 @@ def test_split(pneumoniamnist, make_predictions, run_report):
 
 
 @pytest.fixture(scope="module")
-def changed(pneumoniamnist, make_predictions, run_report):
-    return run_report("changed", make_predictions(changed_acquisition(pneumoniamnist.test.images)))
+def changed(pneumoniamnist, make_predictions, run_report, change_acquisition):
+    return run_report("changed", make_predictions(change_acquisition(pneumoniamnist.test.images)))
 
 
 # ---------------------------------------------------------------- the targets
@@ -245,8 +235,10 @@ def test_error_reasons_mask_numbers():
     assert reasons[1]["reason"] == "(no reason given)"
 
 
-def test_too_few_rows_never_alert_even_when_far_off(pneumoniamnist, make_predictions, tmp_path, reference_profile):
-    frame = make_predictions(changed_acquisition(pneumoniamnist.test.images[:5], gamma=0.3, blur_radius=1.5))
+def test_too_few_rows_never_alert_even_when_far_off(
+    pneumoniamnist, make_predictions, tmp_path, reference_profile, change_acquisition
+):
+    frame = make_predictions(change_acquisition(pneumoniamnist.test.images[:5], gamma=0.3, blur_radius=1.5))
     summary = build_monitoring_report(frame, reference_profile, tmp_path)
     assert summary.batch_size_rule["applied"] == "too_few_rows"
     assert summary.alert is False and summary.drift_detected is False
@@ -362,13 +354,13 @@ def model_dir(tmp_path_factory, fake_model_metadata, reference_profile) -> Path:
 
 
 @pytest.fixture(scope="module")
-def prediction_files(tmp_path_factory, pneumoniamnist, make_predictions) -> dict[str, Path]:
+def prediction_files(tmp_path_factory, pneumoniamnist, make_predictions, change_acquisition) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("predictions")
     images, labels = train_sample(pneumoniamnist, 600)
     files = {
         "clean_a": make_predictions(images[:300], labels[:300]),
         "clean_b": make_predictions(images[300:], labels[300:]),
-        "changed": make_predictions(changed_acquisition(pneumoniamnist.test.images)),
+        "changed": make_predictions(change_acquisition(pneumoniamnist.test.images)),
     }
     paths = {}
     for name, frame in files.items():
