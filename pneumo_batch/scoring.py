@@ -170,6 +170,8 @@ def score_batch(
     worker_count = default_workers() if workers is None else workers
     if worker_count < 0:
         raise InputError(f"workers must be 0 or more, got {worker_count}")
+    if worker_count:
+        _warm_up_workers()
     source = open_input(input_path)
     root_real = _check_root(root)
     out_path = _check_out(out, source)
@@ -488,12 +490,12 @@ class _Executor(Protocol):
 
 
 class _PoolExecutor:
-    """Worker processes, started with ``spawn`` (no fork of a threaded parent), each loading the model once."""
+    """Worker processes, each loading the model once; see :func:`_process_context` for how they start."""
 
     def __init__(self, workers: int, context: _ChunkContext) -> None:
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_process_context(),
             initializer=_init_worker,
             initargs=(context,),
         )
@@ -537,6 +539,34 @@ def _executor(workers: int, context: _ChunkContext) -> Iterator[_Executor]:
         executor.close()
 
 
+#: What the fork server imports once, so that every worker forked from it starts warm.
+_WORKER_PRELOAD = ["pneumo_batch.scoring", "ai_edge_litert.interpreter"]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` where there is one, else ``spawn``; never a plain fork of this (threaded) process.
+
+    The fork server is a fresh, single-threaded process that imports only
+    :data:`_WORKER_PRELOAD`, so workers start in milliseconds and never
+    re-import the caller's ``__main__`` (a CLI with all its commands), which
+    ``spawn`` would do in every worker.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_WORKER_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _warm_up_workers() -> None:
+    """Start the fork server now, so that its imports overlap the caller's set-up."""
+    context = _process_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 _worker_context: _ChunkContext | None = None
 _worker_scorer: Predictor | None = None
 
@@ -569,9 +599,20 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
     """Decode, score and describe one chunk: its rows of the output, in order."""
     table = task.rows
     count = table.num_rows
+    from_paths = context.source_column == PATH_COLUMN
     sources = table.column(context.source_column).to_pylist()
-    ids = table.column(ID_COLUMN).to_pylist()
-    shown = table.column(PATH_COLUMN).to_pylist() if PATH_COLUMN in table.column_names else [None] * count
+    id_column = table.column(ID_COLUMN)
+    if from_paths:
+        shown_column = _joined(context.base_dir, table.column(PATH_COLUMN))
+        shown = shown_column.to_pylist()
+        id_column = pc.coalesce(id_column, pc.if_else(pc.equal(table.column(PATH_COLUMN), ""), None,
+                                                      table.column(PATH_COLUMN)))
+    else:
+        shown_column = table.column(PATH_COLUMN) if PATH_COLUMN in table.column_names else pa.nulls(count, pa.string())
+        shown = []
+    ids = id_column.to_pylist()
+    if id_column.null_count:
+        ids = [f"row-{task.start + row}" if value is None else value for row, value in enumerate(ids)]
     pixels = np.zeros((count, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), dtype=np.uint8)
     ok = np.zeros(count, dtype=bool)
     errors: list[str | None] = [None] * count
@@ -579,19 +620,17 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
     heights: list[int | None] = [None] * count
     modes: list[str | None] = [None] * count
     formats: list[str | None] = [None] * count
-    from_paths = context.source_column == PATH_COLUMN
+    root = context.root
     for row, value in enumerate(sources):
-        if ids[row] is None:
-            ids[row] = value if from_paths and value else f"row-{task.start + row}"
         try:
+            if value is None:
+                raise ImageError("path is null" if from_paths else "image is null")
             if from_paths:
-                if value is None:
-                    raise ImageError("path is null")
-                shown[row] = os.path.join(context.base_dir, value)
-                decoded = decode_image(_read_file(resolve_path(value, context.base_dir, context.root)))
+                target = shown[row] if root is None else resolve_path(value, context.base_dir, root)
+                if not value:
+                    raise ImageError("empty path")
+                decoded = decode_image(_read_file(target))
             else:
-                if value is None:
-                    raise ImageError("image is null")
                 decoded = decode_image(value)
         except ImageError as error:
             errors[row] = str(error)
@@ -624,7 +663,7 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
     points = context.operating_points
     arrays: list[pa.Array] = [
         pa.array(ids, pa.string()),
-        pa.array(shown, pa.string()),
+        shown_column.combine_chunks() if isinstance(shown_column, pa.ChunkedArray) else shown_column,
         pc.if_else(pa.array(ok), columns.STATUS_OK, columns.STATUS_ERROR),
         pa.array(errors, pa.string()),
         pa.array(scores, mask=failed),
@@ -646,6 +685,16 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
     return pa.Table.from_arrays(arrays, schema=context.schema)
 
 
+def _joined(base_dir: str, paths: pa.ChunkedArray) -> pa.Array:
+    """``os.path.join(base_dir, path)`` for a column of paths, at once (nulls stay null)."""
+    if os.sep != "/" or os.altsep:
+        values = paths.to_pylist()
+        return pa.array([None if value is None else os.path.join(base_dir, value) for value in values], pa.string())
+    prefix = base_dir if base_dir.endswith("/") else base_dir + "/"
+    combined = paths.combine_chunks()
+    return pc.if_else(pc.starts_with(combined, "/"), combined, pc.binary_join_element_wise(prefix, combined, ""))
+
+
 def _read_file(path: str) -> bytes:
     """A file's bytes, or :class:`ImageError` naming why not (same wording as ``decode_image``)."""
     try:
@@ -665,8 +714,13 @@ def _read_file(path: str) -> bytes:
             raise ImageError(f"not a regular file: {path}")
         if status.st_size > MAX_FILE_BYTES:
             raise ImageError(f"file of {status.st_size:,} bytes exceeds the limit of {MAX_FILE_BYTES:,}: {path}")
-        with open(descriptor, "rb", buffering=0, closefd=False) as handle:
-            data = handle.readall()
+        # One read of the size fstat gave (plus one byte, to notice a file that grew meanwhile).
+        data = os.read(descriptor, status.st_size + 1)
+        if len(data) > status.st_size:
+            rest = [data]
+            while block := os.read(descriptor, 1 << 20):
+                rest.append(block)
+            data = b"".join(rest)
     except OSError as error:
         raise ImageError(f"cannot read file: {error.strerror or error}: {path}") from None
     finally:
