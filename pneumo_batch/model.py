@@ -83,8 +83,13 @@ class ModelArtifact:
     def reference_profile_path(self) -> Path:
         return self.directory / REFERENCE_PROFILE_FILE
 
+    @property
+    def output(self) -> str:
+        """What the network emits: ``logit`` (sigmoid applied by the scorer) or ``probability``."""
+        return str(self.metadata.get("output", "probability"))
+
     def scorer(self, variant: str | None = None, num_threads: int = 1) -> Scorer:
-        return Scorer(self.variant_path(variant).read_bytes(), num_threads=num_threads)
+        return Scorer(self.variant_path(variant).read_bytes(), output=self.output, num_threads=num_threads)
 
 
 def load_model(directory: str | Path | None = None, *, verify: bool = True) -> ModelArtifact:
@@ -176,11 +181,16 @@ class Scorer:
     Integer-quantized inputs and outputs are quantized and dequantized with
     the tensors' own parameters, so every variant takes the float input of
     :func:`pneumo_batch.preprocess.pixels_to_model_input` and returns
-    probabilities.
+    probabilities; a network that emits a logit gets its sigmoid here, in
+    float32.
     """
 
-    def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
+    def __init__(self, model_content: bytes, output: str = "probability", num_threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
+
+        if output not in ("probability", "logit"):
+            raise ModelError(f"unknown model output {output!r}; expected 'probability' or 'logit'")
+        self._output_is_logit = output == "logit"
 
         try:
             self._interpreter = Interpreter(model_content=model_content, num_threads=num_threads)
@@ -209,7 +219,19 @@ class Scorer:
         self._interpreter.set_tensor(self._input["index"], _quantize(padded, self._input))
         self._interpreter.invoke()
         output = _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
-        return output.reshape(INFERENCE_BLOCK, -1)[: len(block), -1]
+        values = output.reshape(INFERENCE_BLOCK, -1)[: len(block), -1]
+        return sigmoid(values) if self._output_is_logit else values
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function in float32."""
+    logits = logits.astype(np.float32)
+    out = np.empty_like(logits)
+    positive = logits >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-logits[positive]))
+    exp = np.exp(logits[~positive])
+    out[~positive] = exp / (1.0 + exp)
+    return out
 
 
 def _quantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

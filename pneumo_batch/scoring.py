@@ -96,13 +96,14 @@ class TfliteScorerFactory:
 
     model_file: Path
     sha256: str
+    output: str = "probability"
 
     def __call__(self) -> Predictor:
         content = self.model_file.read_bytes()
         actual = hashlib.sha256(content).hexdigest()
         if actual != self.sha256:
             raise ModelError(f"{self.model_file}: sha256 {actual} does not match the metadata's {self.sha256}")
-        return Scorer(content, num_threads=1)
+        return Scorer(content, output=self.output, num_threads=1)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def score_batch(
     root_real = _check_root(root)
     out_path = _check_out(out, source)
     artifact = model if isinstance(model, ModelArtifact) else load_model(model)
-    factory = scorer_factory or TfliteScorerFactory(artifact.variant_path(), artifact.variant_sha256())
+    factory = scorer_factory or TfliteScorerFactory(artifact.variant_path(), artifact.variant_sha256(), artifact.output)
     points = tuple((point.name, point.threshold) for point in artifact.operating_points)
     schema = output_schema([name for name, _ in points], source.passthrough)
     fingerprint = {

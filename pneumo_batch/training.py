@@ -42,7 +42,7 @@ from pneumo_batch.dataset import LABEL_NAMES, PneumoniaMNIST
 from pneumo_batch.errors import PneumoBatchError, require
 from pneumo_batch.evaluation import ChosenPoint, choose_operating_points, evaluate, sweep
 from pneumo_batch.metrics import roc_auc
-from pneumo_batch.model import ModelArtifact, Scorer, file_sha256, load_model, write_metadata
+from pneumo_batch.model import ModelArtifact, Scorer, file_sha256, load_model, sigmoid, write_metadata
 from pneumo_batch.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
 
 VARIANT_PREFERENCE = ("int8", "dynamic", "float32")
@@ -54,6 +54,8 @@ VARIANT_DESCRIPTIONS = {
 }
 
 Progress = Callable[[str], None]
+#: Our networks end in a logit; see :mod:`pneumo_batch.architectures`.
+MODEL_OUTPUT = "logit"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def train_and_package(
         split: _keras_predict(fit.model, dataset.split(split).images) for split in ("val", "test")
     }
     variant_scores = {
-        variant: {split: Scorer(content).predict(pixels_to_model_input(dataset.split(split).images)) for split in ("val", "test")}
+        variant: {split: Scorer(content, output=MODEL_OUTPUT).predict(pixels_to_model_input(dataset.split(split).images)) for split in ("val", "test")}
         for variant, content in variant_bytes.items()
     }
     test_auc = {variant: roc_auc(dataset.test.labels, scores["test"]) for variant, scores in variant_scores.items()}
@@ -177,7 +179,7 @@ def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progres
     trainable = keras.Sequential([_augmentation(keras, config.seed), model]) if config.augment else model
     trainable.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
-        loss="binary_crossentropy",
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
     val_input = pixels_to_model_input(dataset.val.images)
     result = FitResult(model=model)
@@ -193,7 +195,7 @@ def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progres
             verbose=0,
             class_weight=_class_weights(train_labels) if config.class_weights else None,
         ).history
-        val_scores = model.predict(val_input, batch_size=512, verbose=0).reshape(-1)
+        val_scores = sigmoid(model.predict(val_input, batch_size=512, verbose=0).reshape(-1))
         val_auc = roc_auc(dataset.val.labels, val_scores)
         val_loss = _log_loss(dataset.val.labels, val_scores)
         result.history.append({"epoch": epoch, "loss": float(logs["loss"][-1]), "val_loss": val_loss, "val_auc": val_auc})
@@ -243,7 +245,7 @@ def _augmentation(keras: Any, seed: int) -> Any:
 
 
 def _keras_predict(model: Any, images: np.ndarray) -> np.ndarray:
-    return model.predict(pixels_to_model_input(images), batch_size=512, verbose=0).reshape(-1)
+    return sigmoid(model.predict(pixels_to_model_input(images), batch_size=512, verbose=0).reshape(-1))
 
 
 def convert_variants(model: Any, calibration_images: np.ndarray) -> dict[str, bytes]:
@@ -345,6 +347,7 @@ def _metadata(
                 "uint8 pixels divided by 255 (pneumo_batch.preprocess)"
             ),
         },
+        "output": MODEL_OUTPUT,
         "default_variant": deployed,
         "default_variant_reason": reason,
         "variants": variants,
