@@ -23,8 +23,9 @@ Verdict rules (one family of tests for drift, one for class balance):
   chi-square test), with the family's significance level split across the
   columns (Bonferroni). The effect threshold keeps a large batch from
   alerting on trivial moves; the test keeps a small batch from alerting on
-  noise (the distance of 20 images from the reference is about 0.2 by chance
-  alone, and the test knows it). ``drift_detected`` when any column drifted.
+  noise (20 images sit 0.2 to 0.6 reference standard deviations from the
+  reference by chance alone, and the test knows it). ``drift_detected``
+  when any column drifted.
 - Class balance: the share flagged at each operating point, and with labels
   the prevalence, against the reference: the same rule with the categorical
   threshold (an absolute move of at least 5 points) and Fisher's exact test.
