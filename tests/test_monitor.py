@@ -458,3 +458,29 @@ def test_cli_help_documents_the_options():
     assert result.exit_code == 0
     for option in ("--out", "--model", "--reference", "--fail-on-drift", "--workspace", "PNEUMO_BATCH_WORKSPACE"):
         assert option in result.output
+
+
+def test_validated_figures_read_the_training_pipelines_layout():
+    """pneumo_batch.training writes bootstrap intervals: {estimate, low, high} under metrics.validation."""
+    interval = lambda value: {"estimate": value, "low": value - 0.02, "high": value + 0.02}  # noqa: E731
+    metadata = {
+        "operating_points": {"screening": {"threshold": 0.3, "rule": "x"}, "balanced": {"threshold": 0.6, "rule": "y"}},
+        "metrics": {
+            "validation": {
+                "n": 524,
+                "prevalence": 0.742,
+                "auc": interval(0.97),
+                "operating_points": {
+                    "screening": {"threshold": 0.3, "sensitivity": interval(0.98), "specificity": interval(0.7)},
+                    "balanced": {"threshold": 0.6, "sensitivity": interval(0.93), "specificity": interval(0.9)},
+                },
+            }
+        },
+    }
+    assert validated_figures(metadata) == {
+        "auc": 0.97,
+        "operating_points": {
+            "screening": {"sensitivity": 0.98, "specificity": 0.7},
+            "balanced": {"sensitivity": 0.93, "specificity": 0.9},
+        },
+    }
