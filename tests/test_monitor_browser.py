@@ -37,7 +37,10 @@ def chromium() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("Chromium not installed (apt-get install chromium; CI runs .ci/install-chromium)")
+    missing = "Chromium not installed (apt-get install chromium; CI runs .ci/install-chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(missing)
+    pytest.skip(missing)
 
 
 def render(page: Path, profile: Path) -> tuple[str, list[str]]:
