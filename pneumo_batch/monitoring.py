@@ -365,6 +365,27 @@ def _method_text(kind: str, rules: MonitoringRules, alpha: float) -> str:
 # --------------------------------------------------------------------------- the report
 
 
+def resolve_reference(
+    model: str | Path | None = None, reference: str | Path | None = None
+) -> tuple[Path, dict[str, Any] | None]:
+    """The reference to compare with and the model metadata to use.
+
+    Without ``reference``, the model's (default: the shipped default model)
+    ``reference_profile.parquet``. The metadata comes from ``model`` when a
+    model is named or no reference is given; else it is ``None``.
+    """
+    from pneumo_batch.model import REFERENCE_PROFILE_FILE, load_model
+
+    if reference is not None and model is None:
+        return Path(reference), None
+    artifact = load_model(model, verify=False)
+    if reference is not None:
+        return Path(reference), artifact.metadata
+    if not artifact.reference_profile_path.is_file():
+        raise InputError(f"model {artifact.directory} has no {REFERENCE_PROFILE_FILE}; pass --reference FILE")
+    return artifact.reference_profile_path, artifact.metadata
+
+
 def build_monitoring_report(
     current: pd.DataFrame | str | Path | Sequence[str | Path],
     reference: pd.DataFrame | str | Path,

@@ -8,9 +8,14 @@ from typing import Annotated
 import typer
 
 from pneumo_batch.cli.common import ExitCode, domain_errors
-from pneumo_batch.errors import InputError
-from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE, load_model
-from pneumo_batch.monitoring import SUMMARY_FILE, WORKSPACE_ENV, build_monitoring_report, discover_predictions
+from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE
+from pneumo_batch.monitoring import (
+    SUMMARY_FILE,
+    WORKSPACE_ENV,
+    build_monitoring_report,
+    discover_predictions,
+    resolve_reference,
+)
 
 DEFAULT_WORKSPACE = Path("monitoring/workspace")
 
@@ -50,14 +55,7 @@ def monitor(
     """
     with domain_errors():
         predictions = discover_predictions(predictions)  # a missing input fails before any other work
-        metadata = None
-        if reference is None or model is not None:
-            artifact = load_model(model, verify=False)
-            metadata = artifact.metadata
-            if reference is None:
-                reference = artifact.reference_profile_path
-                if not reference.is_file():
-                    raise InputError(f"model {artifact.directory} has no {REFERENCE_PROFILE_FILE}; pass --reference FILE")
+        reference, metadata = resolve_reference(model, reference)
         summary = build_monitoring_report(
             predictions,
             reference,
