@@ -1,10 +1,89 @@
-"""``pneumo-batch nightly``: not implemented yet."""
+"""``pneumo-batch nightly``: the cron job: score, monitor and keep a partitioned history."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date as Date
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
+from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.errors import InputError
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
 
-def nightly() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+
+def nightly(
+    input_path: Annotated[
+        Path | None,
+        typer.Option("--input", help="Folder of images or Parquet manifest to score.", show_default=False),
+    ] = None,
+    output_root: Annotated[
+        Path | None,
+        typer.Option(help="Root of predictions/, reports/, workspace/ and logs/.", show_default=False),
+    ] = None,
+    date: Annotated[str | None, typer.Option(help="Partition date, YYYY-MM-DD (default: today).", show_default=False)] = None,
+    model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).", show_default=False)] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML file whose keys mirror these options; the command line wins.", show_default=False),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Decoding processes (default: all cores).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, max=MAX_BATCH_SIZE, help=f"Rows per chunk (default {DEFAULT_BATCH_SIZE}).", show_default=False)] = None,
+    root: Annotated[Path | None, typer.Option(help="Refuse image paths outside this folder.", show_default=False)] = None,
+    workspace: Annotated[Path | None, typer.Option(help="Evidently workspace (default: OUTPUT_ROOT/workspace).", show_default=False)] = None,
+    quiet: Annotated[
+        bool | None,
+        typer.Option("--quiet/--verbose", help="Print only warnings, and the summary only when someone needs to look.", show_default=False),
+    ] = None,
+) -> None:
+    """Score a night's images, monitor them, and publish date=YYYY-MM-DD partitions.
+
+    Example: pneumo-batch nightly --input /data/incoming --output-root /data/pneumo-batch
+
+    Exit codes: 0 all well; 3 some images failed; 4 drift or class-balance
+    alert (wins over 3); 5 another run holds the lock; 2 usage error; 1 the
+    job itself failed. The last line is a one-line summary.
+    """
+    from pneumo_batch.nightly import NightlyOptions, load_config, parse_date, run_nightly
+
+    with domain_errors():
+        settings: dict[str, Any] = load_config(config) if config else {}
+        given = {
+            "input": input_path, "output_root": output_root, "model": model, "workers": workers,
+            "batch_size": batch_size, "root": root, "workspace": workspace, "quiet": quiet,
+            "date": parse_date(date) if date else None,
+        }
+        settings.update({key: value for key, value in given.items() if value is not None})
+        for required in ("input", "output_root"):
+            if required not in settings:
+                raise InputError(f"--{required.replace('_', '-')} is required (on the command line or in --config)")
+        quiet_mode = bool(settings.pop("quiet", False))
+        settings.setdefault("date", Date.today())
+        with _log_to_stderr(logging.WARNING if quiet_mode else logging.INFO):
+            # The run logs its own one-line summary last: at INFO when all is
+            # well, at WARNING when someone needs to look (so --quiet under
+            # cron mails only then).
+            result = run_nightly(NightlyOptions(**settings))
+    code = ExitCode.ALERT if result.monitoring.alert else ExitCode.ROWS_FAILED if result.scoring.errors else ExitCode.OK
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _log_to_stderr(level: int) -> Iterator[None]:
+    package = logging.getLogger("pneumo_batch")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setLevel(level)
+    previous_level = package.level
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(previous_level)

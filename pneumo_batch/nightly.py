@@ -1,0 +1,224 @@
+"""The nightly job: score a night's input, monitor it, keep a partitioned history.
+
+Layout under the output root (Hive-style partitions, so DuckDB, pandas,
+Spark and Ray read the whole history as one dataset)::
+
+    OUTPUT_ROOT/
+      predictions/date=YYYY-MM-DD/predictions.parquet
+      reports/date=YYYY-MM-DD/{summary.json, report.html, report.json, class_balance.csv}
+      workspace/            Evidently workspace, one snapshot per run
+      logs/nightly-YYYY-MM-DD.log
+      .nightly.lock         held (flock) while a run is active
+
+A run builds the new partition under a dot-prefixed staging folder (which
+dataset readers skip) and swaps it in only when complete, so rerunning a
+date replaces it and never doubles rows. A killed run resumes its scoring
+from the staging folder when the same date runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import date as Date
+from pathlib import Path
+from typing import Any
+
+from pneumo_batch.errors import InputError
+from pneumo_batch.locking import exclusive_run
+from pneumo_batch.model import load_model
+from pneumo_batch.monitoring import MonitoringSummary, build_monitoring_report, resolve_reference
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, ScoreSummary, ScorerFactory, score_batch
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.parquet"
+
+
+@dataclass(frozen=True)
+class NightlyOptions:
+    input: Path
+    output_root: Path
+    date: Date
+    model: Path | None = None
+    workers: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    root: Path | None = None
+    workspace: Path | None = None
+    """Evidently workspace; default ``OUTPUT_ROOT/workspace``."""
+
+
+@dataclass(frozen=True)
+class NightlyResult:
+    date: Date
+    predictions: Path
+    reports: Path
+    scoring: ScoreSummary
+    monitoring: MonitoringSummary
+    seconds: float
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.scoring.errors > 0 or self.monitoring.alert
+
+    def summary_line(self) -> str:
+        """One line for a cron mail: what ran, what failed, what alerted."""
+        verdict = "ALERT: " + "; ".join(self.monitoring.alerts) if self.monitoring.alert else "no alert"
+        if self.monitoring.batch_size_rule.get("applied") == "too_few_rows" and not self.monitoring.alert:
+            verdict = "no alert (too few rows for a verdict)"
+        empty = " (empty input)" if self.scoring.rows == 0 else ""
+        return (
+            f"nightly {self.date.isoformat()}: {self.scoring.rows} rows{empty}, {self.scoring.errors} errors, "
+            f"{verdict}; {self.seconds:.1f} s; predictions {self.predictions}"
+        )
+
+
+def partition(output_root: Path, kind: str, day: Date) -> Path:
+    return output_root / kind / f"date={day.isoformat()}"
+
+
+def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None = None) -> NightlyResult:
+    """Score, monitor and publish one date's partition while holding the output root's lock.
+
+    Raises :class:`~pneumo_batch.errors.JobLockedError` at once, touching
+    nothing, when another run holds the lock. Progress goes to the
+    ``pneumo_batch.nightly`` logger and, while the lock is held, to
+    ``OUTPUT_ROOT/logs/nightly-DATE.log``.
+    """
+    started = time.perf_counter()
+    root = options.output_root
+    with exclusive_run(root), _log_file(root / "logs" / f"nightly-{options.date.isoformat()}.log"):
+        logger.info("nightly %s: input %s, output root %s", options.date, options.input, root)
+        artifact = load_model(options.model)
+        reference, metadata = resolve_reference(artifact.directory)
+        _remove_leftovers(root)
+
+        predictions = partition(root, "predictions", options.date)
+        staging = predictions.with_name(f".staging-{predictions.name}")
+        logger.info("scoring with model %s %s", artifact.name, artifact.version)
+        scoring = score_batch(
+            options.input,
+            staging / PREDICTIONS_FILE,
+            model=artifact,
+            workers=options.workers,
+            batch_size=options.batch_size,
+            root=options.root,
+            scorer_factory=scorer_factory,
+            progress=lambda p: logger.debug("scored %d/%d rows", p.rows_done, p.rows_total),
+        )
+        logger.info(
+            "scored %d rows (%d errors, %d resumed) in %.1f s", scoring.rows, scoring.errors, scoring.rows_resumed, scoring.seconds
+        )
+        _publish(staging, predictions)
+
+        reports = partition(root, "reports", options.date)
+        report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
+        monitoring = build_monitoring_report(
+            [predictions / PREDICTIONS_FILE],
+            reference,
+            report_staging,
+            model_metadata=metadata,
+            workspace=options.workspace or root / "workspace",
+        )
+        _publish(report_staging, reports)
+        for alert in monitoring.alerts:
+            logger.warning("alert: %s", alert)
+        if scoring.errors:
+            logger.warning("%d of %d images could not be scored; see the error column", scoring.errors, scoring.rows)
+        result = NightlyResult(
+            date=options.date,
+            predictions=predictions,
+            reports=reports,
+            scoring=scoring,
+            monitoring=monitoring,
+            seconds=time.perf_counter() - started,
+        )
+        logger.log(logging.WARNING if result.needs_attention else logging.INFO, "%s", result.summary_line())
+    return result
+
+
+def _publish(new: Path, target: Path) -> None:
+    """Swap a finished staging folder in for ``target``.
+
+    Two renames: if the process dies between them, ``target`` is missing
+    until the date runs again, but readers never see a half-written or
+    doubled partition.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    retired = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        target.rename(retired)
+    new.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete retired partitions and report staging left by a killed run (prediction staging is kept to resume)."""
+    for kind in ("predictions", "reports"):
+        folder = root / kind
+        if folder.is_dir():
+            for leftover in folder.glob(".old-*"):
+                shutil.rmtree(leftover, ignore_errors=True)
+    reports = root / "reports"
+    if reports.is_dir():
+        for leftover in reports.glob(".staging-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextmanager
+def _log_file(path: Path) -> Iterator[None]:
+    """Copy the package's log records (INFO and up) to ``path`` for the duration of a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("pneumo_batch")
+    previous_level = package.level
+    package.addHandler(handler)
+    if previous_level == logging.NOTSET or previous_level > logging.INFO:
+        package.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException as error:
+        logger.error("nightly run failed: %s", error)
+        raise
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(previous_level)
+        handler.close()
+
+
+CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
+_PATH_KEYS = ("input", "output_root", "model", "root", "workspace")
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a TOML config whose keys mirror the options; relative paths are relative to the file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read config {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"config {path} is not valid TOML: {error}") from None
+    config = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(config) - CONFIG_KEYS)
+    if unknown:
+        raise InputError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(CONFIG_KEYS))}")
+    for key in _PATH_KEYS:
+        if key in config:
+            config[key] = (path.parent / Path(str(config[key])).expanduser()).resolve()
+    if "date" in config:
+        config["date"] = parse_date(str(config["date"]))
+    return config
+
+
+def parse_date(text: str) -> Date:
+    try:
+        return Date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"date must be YYYY-MM-DD, got {text!r}") from None
