@@ -88,7 +88,8 @@ def test_two_concurrent_runs_one_runs_one_refuses(train_images, shipped_default_
     _wait_for_lock_holder(tmp_path / LOCK_FILE, first)
     second = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert second.returncode == ExitCode.LOCKED, second.stderr
-    assert first.wait(timeout=300) == ExitCode.ROWS_FAILED, first.stderr.read()
+    _, first_stderr = first.communicate(timeout=300)
+    assert first.returncode == ExitCode.ROWS_FAILED, first_stderr
 
 
 def test_a_lock_left_by_a_killed_run_does_not_block(train_images, shipped_default_model, tmp_path):
