@@ -801,7 +801,7 @@ def read_run_metadata(path: str | Path) -> dict[str, Any]:
 
 def _describe(factory: ScorerFactory) -> str:
     if isinstance(factory, TfliteScorerFactory):
-        return f"tflite:{factory.sha256}"
+        return f"tflite:{factory.sha256}:{factory.output}"
     if isinstance(factory, functools.partial):
         factory = factory.func
     named = factory if hasattr(factory, "__qualname__") else type(factory)

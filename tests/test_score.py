@@ -317,6 +317,23 @@ def test_a_failed_run_leaves_no_output_and_the_rerun_resumes(exported_test_split
     assert not work_dir_for(out).exists()
 
 
+def test_a_damaged_part_is_scored_again(exported_test_split, score_fake_model, tmp_path):
+    out = tmp_path / "p.parquet"
+    with pytest.raises(RuntimeError):
+        score_batch(exported_test_split, out, model=score_fake_model, workers=0, batch_size=32,
+                    scorer_factory=lambda: MeanPixelScorer(fail_after=3))
+    damaged = sorted((work_dir_for(out) / "parts").glob("part-*.arrow"))[1]
+    damaged.write_bytes(damaged.read_bytes()[:100])  # as a power cut might leave it
+
+    rerun = MeanPixelScorer()
+    summary = score_batch(exported_test_split, out, model=score_fake_model, workers=0, batch_size=32,
+                          scorer_factory=lambda: rerun)
+
+    assert (summary.rows, summary.rows_resumed, rerun.calls) == (200, 64, 5)
+    frame = _read(out)
+    assert list(frame[columns.IMAGE_ID]) == list(pd.read_parquet(exported_test_split)["image_id"])
+
+
 def test_changed_options_start_over_instead_of_mixing_parts(exported_test_split, score_fake_model, tmp_path):
     out = tmp_path / "p.parquet"
     with pytest.raises(RuntimeError):
@@ -400,10 +417,12 @@ def test_real_jpegs_get_the_expected_decisions_with_the_default_model(shipped_de
     frame = _read(out)
     assert (summary.rows, summary.errors) == (40, 0)
     truth = frame[columns.IMAGE_ID].str.startswith("PNEUMONIA/")
-    for point in ("screening", "balanced"):
-        agree = (frame[columns.prediction_column(point)] == truth).mean()
-        assert agree >= 0.75, f"{point}: only {agree:.0%} of the 40 JPEGs get the decision of their folder"
-    assert frame.loc[truth, columns.prediction_column("screening")].mean() >= 0.9
+    balanced = frame[columns.prediction_column("balanced")]
+    agree = (balanced == truth).mean()
+    assert agree >= 0.75, f"balanced: only {agree:.0%} of the 40 JPEGs get the decision of their folder"
+    # screening trades specificity for sensitivity: it must catch nearly every pneumonia
+    caught = frame.loc[truth, columns.prediction_column("screening")].mean()
+    assert caught >= 0.9, f"screening flags only {caught:.0%} of the 20 pneumonia JPEGs"
 
 
 def test_feature_percentiles_are_exactly_numpys(pneumoniamnist):
