@@ -48,6 +48,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -76,6 +77,13 @@ MAX_FILE_BYTES = 1 << 30
 WORK_SUFFIX = ".partial"
 #: Bump when the layout of parts changes, so that old work folders are discarded.
 _WORK_FORMAT = 1
+
+
+class Engine(str, Enum):
+    """Where scoring runs: worker processes on this machine, or Ray Data (:mod:`pneumo_batch.ray_engine`)."""
+
+    LOCAL = "local"
+    RAY = "ray"
 
 
 class Predictor(Protocol):
@@ -461,17 +469,26 @@ def _part_name(index: int, digest: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class _ChunkContext:
-    """What every chunk of a run shares; sent to each worker once."""
+class RowContext:
+    """What :func:`score_rows` needs besides the rows: shared by every chunk of a run, on any engine."""
 
     base_dir: str
+    """What relative paths are relative to (:attr:`InputSource.base_dir`)."""
     root: str | None
+    """The real path every image must stay within, or None."""
     source_column: str
     schema: pa.Schema
+    """The output's columns (:func:`output_schema`), without key-value metadata."""
     operating_points: tuple[tuple[str, float], ...]
     model_sha256: str
     model_version: str
     run_id: str
+
+
+@dataclass(frozen=True)
+class _ChunkContext(RowContext):
+    """What every chunk of a local run shares; sent to each worker once."""
+
     parts_dir: str
     scorer_factory: ScorerFactory
 
@@ -598,7 +615,18 @@ def _score_and_write(context: _ChunkContext, scorer: Predictor, task: _ChunkTask
 
 def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> pa.Table:
     """Decode, score and describe one chunk: its rows of the output, in order."""
-    table = task.rows
+    return score_rows(context, scorer, task.rows, task.start)
+
+
+def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: int) -> pa.Table:
+    """Decode, score and describe consecutive input rows: their rows of the output, in order.
+
+    ``table`` holds rows as :meth:`InputSource.chunks` yields them (any number,
+    other columns ignored) and ``start`` is the first one's row number in the
+    input (it names rows without an id: ``row-N``). Pure apart from reading
+    the image files: the local and the Ray engine both score through it, so
+    their rows, statuses, reasons and scores are the same.
+    """
     count = table.num_rows
     from_paths = context.source_column == PATH_COLUMN
     sources = table.column(context.source_column).to_pylist()
@@ -613,7 +641,7 @@ def score_chunk(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> 
         shown = []
     ids = id_column.to_pylist()
     if id_column.null_count:
-        ids = [f"row-{task.start + row}" if value is None else value for row, value in enumerate(ids)]
+        ids = [f"row-{start + row}" if value is None else value for row, value in enumerate(ids)]
     pixels = np.zeros((count, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), dtype=np.uint8)
     ok = np.zeros(count, dtype=bool)
     errors: list[str | None] = [None] * count
@@ -764,10 +792,30 @@ def _file_metadata(
     batch_size: int,
     workers: int,
 ) -> dict[bytes, bytes]:
+    return run_metadata(
+        artifact, source, run_id=work.run_id, started_at=work.started_at, root=root, batch_size=batch_size, workers=workers
+    )
+
+
+def run_metadata(
+    artifact: ModelArtifact,
+    source: InputSource,
+    *,
+    run_id: str,
+    started_at: str,
+    root: str | None,
+    batch_size: int,
+    workers: int,
+    run_extra: dict[str, Any] | None = None,
+) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata of a predictions file: thresholds, model and run settings.
+
+    ``run_extra`` adds entries to the ``run`` section (the Ray engine names itself there).
+    """
     points = artifact.operating_points
     description = {
-        "run_id": work.run_id,
-        "started_at": work.started_at,
+        "run_id": run_id,
+        "started_at": started_at,
         "pneumo_batch_version": __version__,
         "thresholds": {point.name: point.threshold for point in points},
         "operating_points": {point.name: {"threshold": point.threshold, "rule": point.rule} for point in points},
@@ -786,6 +834,7 @@ def _file_metadata(
             "root": root,
             "batch_size": batch_size,
             "workers": workers,
+            **(run_extra or {}),
         },
     }
     return {columns.PARQUET_METADATA_KEY: json.dumps(description, default=str).encode()}
