@@ -1,0 +1,475 @@
+"""Batch scoring on Ray Data: the same rows as :func:`~pneumo_batch.scoring.score_batch`, on a cluster.
+
+:func:`score_batch_ray` is the library behind ``pneumo-batch score --engine ray``.
+The driver (this process) streams the input listing (a directory scan or a
+Parquet manifest, :func:`~pneumo_batch.inputs.open_input`) in blocks of
+``batch_size`` rows, tags every row with its row number in the input, and
+hands the blocks to Ray as a dataset. ``Dataset.map_batches`` runs
+:class:`_ScoringActor`, a stateful callable class: one actor per CPU of the
+cluster, each loading the LiteRT model once, then decoding and scoring
+whole blocks with :func:`~pneumo_batch.scoring.score_rows`, the very function
+the local engine runs in its worker processes. Rows, statuses, error reasons,
+scores, decisions and features are therefore identical to the local
+engine's for the same input; only ``run_id`` and ``scored_at`` differ.
+
+Model shipping. The driver reads the ``.tflite`` file once, checks its
+sha256 and puts its bytes into Ray's object store (``ray.put``); each actor
+fetches them from there, checks the sha256 again and builds its interpreter
+from memory. Workers never open the model directory, so it need not exist
+on other nodes.
+
+Output. ``out`` becomes a folder of Parquet part files,
+``part-00000000.parquet``, ``part-00000001.parquet``... with the local
+engine's columns (:func:`~pneumo_batch.scoring.output_schema`) and the same
+``pneumo_batch`` key-value metadata in every part. Rows are in input order:
+part by part in name order, then row by row (``pyarrow.dataset``, DuckDB,
+pandas and Ray all read the folder as one table in that order). The folder
+is built beside ``out`` under a dot-prefixed name and swapped in only when
+complete, so ``out`` is never partial. Unlike the local engine, a run that
+dies is not resumed: the next run starts over.
+
+Exactly once. Every row is scored once and written once, even when a
+worker dies and Ray retries:
+
+- ``map_batches`` is a pure function of its input block: each block yields
+  exactly one output block. When an actor or a node dies, Ray restarts the
+  actor and re-runs the lost block's call (Ray Data's defaults for actor
+  pools: ``max_restarts=-1``, ``max_task_retries=-1``); the retry *replaces*
+  the lost output, it is never added to it. A call that finished before its
+  worker died is not re-run. (A Python exception in a call is not retried:
+  it fails the run, as in the local engine; but since the retries are
+  unbounded, an image that crashes its decoder process every time would be
+  retried forever, and Ray 2.60 only lets that be bounded through the
+  deprecated ``ray_remote_args``.)
+- Workers write nothing. Only the driver writes, as it consumes the output
+  blocks in input order (``preserve_order``), so a retried task cannot leave
+  a duplicate or half-written file behind.
+- The driver checks that the row numbers it receives are exactly
+  ``0, 1, ..., n - 1`` in that order, and fails the run (leaving ``out``
+  untouched) if a row is missing, repeated or out of place, so a bug in
+  that chain could never pass silently as a short or doubled output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pneumo_batch import predictions as columns
+from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, require
+from pneumo_batch.inputs import InputSource, open_input
+from pneumo_batch.model import ModelArtifact, Scorer, load_model
+from pneumo_batch.scoring import (
+    DEFAULT_BATCH_SIZE,
+    MAX_BATCH_SIZE,
+    ROW_GROUP_ROWS,
+    Predictor,
+    Progress,
+    ProgressCallback,
+    RowContext,
+    ScorerFactory,
+    ScoreSummary,
+    _check_root,
+    _now,
+    _one_line,
+    default_workers,
+    output_schema,
+    run_metadata,
+    score_rows,
+)
+
+if TYPE_CHECKING:
+    import ray
+
+#: The column that carries each row's number in the input through Ray (never written).
+ROW_NUMBER_COLUMN = "__pneumo_batch_row"
+#: Rows per output part file (in row groups of :data:`~pneumo_batch.scoring.ROW_GROUP_ROWS`).
+PART_ROWS = 4 * ROW_GROUP_ROWS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RayScoreSummary(ScoreSummary):
+    """What a finished Ray run did; ``out`` is the folder of part files."""
+
+    parts: int
+    ray_start_seconds: float
+    """Time spent starting or connecting to Ray (included in ``seconds``)."""
+
+
+def score_batch_ray(
+    input_path: str | Path,
+    out_dir: str | Path,
+    *,
+    model: ModelArtifact | str | Path | None = None,
+    root: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    scorer_factory: ScorerFactory | None = None,
+    progress: ProgressCallback | None = None,
+) -> RayScoreSummary:
+    """Score every image of ``input_path`` (a directory or a Parquet manifest) on Ray into the folder ``out_dir``.
+
+    ``model``, ``root`` and ``scorer_factory`` mean what they mean for
+    :func:`~pneumo_batch.scoring.score_batch`; ``batch_size`` is the rows per
+    Ray block (the unit of work and of retries). With ``ray_address``
+    (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``) the run joins that
+    cluster; otherwise it starts a local Ray instance on ``num_cpus`` cores
+    (default: every usable core) and shuts it down afterwards. If this
+    process is already connected to Ray (``ray.is_initialized()``), that
+    instance is used and left running.
+
+    Raises :class:`~pneumo_batch.errors.MissingDependencyError` without Ray,
+    :class:`InputError` for an unusable input, option or ``out_dir``, and
+    :class:`ModelError` for an unusable model; a bad image is never an exception.
+    """
+    clock = time.perf_counter()
+    require("ray", "ray")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InputError(f"batch size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}")
+    if num_cpus is not None and num_cpus < 1:
+        raise InputError(f"num_cpus must be 1 or more, got {num_cpus}")
+    if num_cpus is not None and ray_address is not None:
+        raise InputError("--workers (num_cpus) sizes a local Ray instance; a cluster at --ray-address has its own CPUs")
+    source = open_input(input_path)
+    root_real = _check_root(root)
+    out_path = _check_out_dir(out_dir, source)
+    artifact = model if isinstance(model, ModelArtifact) else load_model(model)
+    points = tuple((point.name, point.threshold) for point in artifact.operating_points)
+    schema = output_schema([name for name, _ in points], source.passthrough)
+    if ROW_NUMBER_COLUMN in source.passthrough.names:
+        raise InputError(f"manifest column {ROW_NUMBER_COLUMN!r} is reserved for the Ray engine; rename it")
+    model_content = None if scorer_factory is not None else _read_model(artifact)
+    if scorer_factory is not None:
+        scorer_factory()  # fail here, with the real error, rather than inside every actor
+    run_id, started_at = uuid.uuid4().hex, _now().isoformat()
+    context = RowContext(
+        base_dir=str(source.base_dir),
+        root=root_real,
+        source_column=source.source_column,
+        schema=schema,
+        operating_points=points,
+        model_sha256=artifact.variant_sha256(),
+        model_version=artifact.version,
+        run_id=run_id,
+    )
+
+    staging = out_path.with_name(f".{out_path.name}.ray-{run_id[:8]}")
+    staging.mkdir()
+    try:
+        with _ray_session(ray_address, num_cpus) as ray_module:
+            ray_start = time.perf_counter() - clock
+            cpus = _cluster_cpus(ray_module)
+            metadata = run_metadata(
+                artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
+                workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
+            )
+            factory: ScorerFactory = scorer_factory or _ShippedModel(
+                ray_module.put(model_content), artifact.variant_sha256(), artifact.output
+            )
+            with _PartWriter(staging, schema.with_metadata(metadata)) as writer:
+                rows, errors = _run(
+                    ray_module, source, batch_size, context, factory, cpus, writer,
+                    progress=progress, clock=clock,
+                )
+            parts = writer.parts
+        _publish(staging, out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return RayScoreSummary(
+        out=out_path, run_id=run_id, rows=rows, errors=errors, seconds=time.perf_counter() - clock,
+        rows_resumed=0, parts=parts, ray_start_seconds=ray_start,
+    )
+
+
+def read_predictions_folder(path: str | Path) -> pa.Table:
+    """A Ray engine's output folder as one table, in input order (parts in name order)."""
+    files = sorted(Path(path).glob("part-*.parquet"))
+    if not files:
+        raise InputError(f"no part-*.parquet files in {path}")
+    return pa.concat_tables([pq.read_table(file) for file in files])
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _run(
+    ray_module: Any,
+    source: InputSource,
+    batch_size: int,
+    context: RowContext,
+    factory: ScorerFactory,
+    cpus: int,
+    writer: _PartWriter,
+    *,
+    progress: ProgressCallback | None,
+    clock: float,
+) -> tuple[int, int]:
+    """Score every block on Ray and write the results in input order; return (rows, errors)."""
+    if progress is not None:
+        progress(Progress(0, source.num_rows, 0, time.perf_counter() - clock, 0))
+    if source.num_rows == 0:
+        return 0, 0
+    refs = []
+    start = 0
+    for chunk in source.chunks(batch_size):
+        numbers = pa.array(np.arange(start, start + chunk.num_rows, dtype=np.int64))
+        refs.append(ray_module.put(chunk.append_column(ROW_NUMBER_COLUMN, numbers)))
+        start += chunk.num_rows
+    dataset = ray_module.data.from_arrow_refs(refs).map_batches(
+        _ScoringActor,
+        fn_constructor_kwargs={"context": context, "factory": factory},
+        batch_size=None,  # one call per block: blocks are the unit of work and of retries
+        batch_format="pyarrow",
+        compute=ray_module.data.ActorPoolStrategy(size=max(1, min(cpus, len(refs)))),
+        num_cpus=1,
+    )
+    data_context = dataset.context  # this dataset's own copy: the caller's defaults are untouched
+    data_context.execution_options.preserve_order = True
+    data_context.enable_progress_bars = False
+    data_context.print_on_execution_start = False
+    data_context.raise_original_map_exception = True  # a ModelError in an actor arrives as itself
+
+    rows = errors = 0
+    with _quiet_ray_data_logs(), _domain_errors_from_ray(ray_module):
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            numbers = batch.column(ROW_NUMBER_COLUMN).to_numpy()
+            if not np.array_equal(numbers, np.arange(rows, rows + batch.num_rows)):
+                raise PneumoBatchError(
+                    f"Ray returned rows {_describe_numbers(numbers)} where rows {rows}.. were expected; nothing was written"
+                )
+            table = batch.drop_columns([ROW_NUMBER_COLUMN])
+            writer.write(table)
+            rows += table.num_rows
+            errors += pc.sum(pc.equal(table.column(columns.STATUS), columns.STATUS_ERROR)).as_py() or 0
+            if progress is not None:
+                progress(Progress(rows, source.num_rows, errors, time.perf_counter() - clock, 0))
+    if rows != source.num_rows:
+        raise PneumoBatchError(f"Ray returned {rows:,} rows for an input of {source.num_rows:,}; nothing was written")
+    return rows, errors
+
+
+class _ScoringActor:
+    """The stateful ``map_batches`` class: loads the model once per actor, scores whole blocks."""
+
+    def __init__(self, context: RowContext, factory: ScorerFactory) -> None:
+        self._context = context
+        self._scorer: Predictor = factory()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        numbers = batch.column(ROW_NUMBER_COLUMN).to_numpy()
+        # A block is consecutive rows; should Ray ever hand over something else, score each run of
+        # consecutive rows with its own first row number, so that ids of the form row-N stay right.
+        breaks = np.flatnonzero(np.diff(numbers) != 1) + 1
+        scored = []
+        for begin, end in zip([0, *breaks], [*breaks, len(numbers)]):
+            rows = batch.slice(begin, end - begin)
+            table = score_rows(self._context, self._scorer, rows, int(numbers[begin]) if len(numbers) else 0)
+            scored.append(table.append_column(ROW_NUMBER_COLUMN, rows.column(ROW_NUMBER_COLUMN)))
+        return pa.concat_tables(scored) if scored else batch
+
+
+@dataclass(frozen=True)
+class _ShippedModel:
+    """A scorer factory whose ``.tflite`` bytes travel through Ray's object store, not a file path."""
+
+    content: Any
+    """``ObjectRef`` of the model's bytes (or the bytes themselves)."""
+    sha256: str
+    output: str
+
+    def __call__(self) -> Predictor:
+        import ray
+
+        content = ray.get(self.content) if isinstance(self.content, ray.ObjectRef) else self.content
+        actual = hashlib.sha256(content).hexdigest()
+        if actual != self.sha256:
+            raise ModelError(f"the model bytes Ray delivered have sha256 {actual}, not {self.sha256}")
+        return Scorer(content, output=self.output, num_threads=1)
+
+
+def _read_model(artifact: ModelArtifact) -> bytes:
+    path = artifact.variant_path()
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"cannot read the model file: {error.strerror or error}: {path}") from None
+    actual = hashlib.sha256(content).hexdigest()
+    if actual != artifact.variant_sha256():
+        raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {artifact.variant_sha256()}")
+    Scorer(content, output=artifact.output, num_threads=1)  # a model LiteRT cannot load fails here, once
+    return content
+
+
+# --------------------------------------------------------------------------- Ray session
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
+    """Yield the ``ray`` module, connected: to ``address``, to the running instance, or to a new local one."""
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus or default_workers(), **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise InputError(f"cannot start or reach {where}: {_one_line(error)}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _cluster_cpus(ray_module: Any) -> int:
+    return max(1, int(ray_module.cluster_resources().get("CPU", 1)))
+
+
+@contextlib.contextmanager
+def _domain_errors_from_ray(ray_module: Any) -> Iterator[None]:
+    """Re-raise a pneumo-batch error from an actor as itself (Ray wraps it), any other Ray failure as one line."""
+    wrapper = ray_module.exceptions.RayError
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, PneumoBatchError) and not isinstance(error, wrapper):
+            raise
+        seen: set[int] = set()
+        cause: BaseException | None = error
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            if isinstance(cause, PneumoBatchError) and not isinstance(cause, wrapper):
+                # Ray Data appends its retry advice to the message; ours are one line.
+                raise type(cause)(str(cause).split("\n", 1)[0]) from None
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(error, wrapper):
+            raise PneumoBatchError(f"the Ray job failed: {type(error).__name__}: {_one_line(error)}") from error
+        raise
+
+
+@contextlib.contextmanager
+def _quiet_ray_data_logs() -> Iterator[None]:
+    """A library does not chat on stderr: hide Ray Data's per-execution INFO lines and its progress-bar notice."""
+    levels = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}
+    previous = {name: logging.getLogger(name).level for name in levels}
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(max(previous[name], level))
+    try:
+        yield
+    finally:
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)
+
+
+# --------------------------------------------------------------------------- output folder
+
+
+class _PartWriter:
+    """Writes tables in order into ``part-NNNNNNNN.parquet`` files of up to :data:`PART_ROWS` rows."""
+
+    def __init__(self, folder: Path, schema: pa.Schema) -> None:
+        self._folder = folder
+        self._schema = schema
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_part = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self.parts = 0
+
+    def __enter__(self) -> _PartWriter:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            self._flush()
+            if self.parts == 0:  # an empty input still leaves one (empty) part, so readers see the schema
+                self._open_part()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write(self, table: pa.Table) -> None:
+        if table.schema != self._schema:
+            table = table.select(self._schema.names).cast(self._schema)
+        while table.num_rows:
+            room = min(ROW_GROUP_ROWS, PART_ROWS - self._rows_in_part) - self._buffered
+            taken, table = table.slice(0, room), table.slice(room)
+            self._buffer.append(taken)
+            self._buffered += taken.num_rows
+            if taken.num_rows == room:  # a full row group, or the part's last rows
+                self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffer as one row group; close the part when it is full."""
+        if not self._buffered:
+            return
+        if self._writer is None:
+            self._open_part()
+        assert self._writer is not None
+        self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
+        self._rows_in_part += self._buffered
+        self._buffer, self._buffered = [], 0
+        if self._rows_in_part >= PART_ROWS:
+            self._writer.close()
+            self._writer, self._rows_in_part = None, 0
+
+    def _open_part(self) -> None:
+        self._writer = pq.ParquetWriter(self._folder / f"part-{self.parts:08d}.parquet", self._schema)
+        self.parts += 1
+
+
+def _check_out_dir(out: str | Path, source: InputSource) -> Path:
+    """``out`` as an absolute folder path: new, empty, or an earlier run's output (only part files)."""
+    path = Path(out).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--out exists and is not a folder; the Ray engine writes a folder of part files: {path}")
+    if path.is_dir():
+        strangers = [entry.name for entry in path.iterdir() if not (entry.name.startswith("part-") and entry.suffix == ".parquet")]
+        if strangers:
+            raise InputError(
+                f"--out folder holds files that are not an earlier run's part files ({', '.join(sorted(strangers)[:3])}); "
+                f"give a new or empty folder: {path}"
+            )
+        if source.kind == "manifest" and source.location.parent == path:
+            raise InputError(f"--out would overwrite the folder of the input manifest: {path}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the folder of --out: {error.strerror or error}: {path.parent}") from None
+    return path
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Swap the finished folder in for ``target`` (an earlier output is retired, then deleted)."""
+    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staging, target)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _describe_numbers(numbers: np.ndarray) -> str:
+    return f"{numbers[0]}..{numbers[-1]}" if len(numbers) else "(none)"
