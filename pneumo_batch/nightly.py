@@ -4,7 +4,7 @@ Layout under the output root (Hive-style partitions, so DuckDB, pandas,
 Spark and Ray read the whole history as one dataset)::
 
     OUTPUT_ROOT/
-      predictions/date=YYYY-MM-DD/predictions.parquet
+      predictions/date=YYYY-MM-DD/predictions.parquet      (engine "ray": part-NNNNNNNN.parquet files)
       reports/date=YYYY-MM-DD/{summary.json, report.html, report.json, class_balance.csv}
       workspace/            Evidently workspace, one snapshot per run
       logs/nightly-YYYY-MM-DD.log
@@ -32,9 +32,9 @@ from typing import Any
 
 from pneumo_batch.errors import InputError
 from pneumo_batch.locking import exclusive_run
-from pneumo_batch.model import load_model
+from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.monitoring import MonitoringSummary, build_monitoring_report, resolve_reference
-from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, ScoreSummary, ScorerFactory, score_batch
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,19 @@ class NightlyOptions:
     root: Path | None = None
     workspace: Path | None = None
     """Evidently workspace; default ``OUTPUT_ROOT/workspace``."""
+    engine: Engine = Engine.LOCAL
+    """``ray`` scores on Ray Data; the partition is then a folder of part files (and ``workers`` sizes a local Ray)."""
+    ray_address: str | None = None
+    """With the Ray engine: the cluster to join; default a local Ray instance."""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "engine", Engine(self.engine))
+        except ValueError:
+            known = ", ".join(engine.value for engine in Engine)
+            raise InputError(f"engine must be one of {known}, got {self.engine!r}") from None
+        if self.ray_address is not None and self.engine is not Engine.RAY:
+            raise InputError("ray_address (--ray-address) needs engine ray (--engine ray)")
 
 
 @dataclass(frozen=True)
@@ -101,17 +114,8 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
 
         predictions = partition(root, "predictions", options.date)
         staging = predictions.with_name(f".staging-{predictions.name}")
-        logger.info("scoring with model %s %s", artifact.name, artifact.version)
-        scoring = score_batch(
-            options.input,
-            staging / PREDICTIONS_FILE,
-            model=artifact,
-            workers=options.workers,
-            batch_size=options.batch_size,
-            root=options.root,
-            scorer_factory=scorer_factory,
-            progress=lambda p: logger.debug("scored %d/%d rows", p.rows_done, p.rows_total),
-        )
+        logger.info("scoring with model %s %s on the %s engine", artifact.name, artifact.version, options.engine.value)
+        scoring = _score(options, artifact, staging, scorer_factory)
         logger.info(
             "scored %d rows (%d errors, %d resumed) in %.1f s", scoring.rows, scoring.errors, scoring.rows_resumed, scoring.seconds
         )
@@ -120,7 +124,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         reports = partition(root, "reports", options.date)
         report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
         monitoring = build_monitoring_report(
-            [predictions / PREDICTIONS_FILE],
+            [predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE],
             reference,
             report_staging,
             model_metadata=metadata,
@@ -143,6 +147,32 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
     return result
 
 
+def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scorer_factory: ScorerFactory | None) -> ScoreSummary:
+    """Score into ``staging``: a resumable ``predictions.parquet`` (local engine) or a folder of parts (Ray)."""
+
+    def progress(done: Progress) -> None:
+        logger.debug("scored %d/%d rows", done.rows_done, done.rows_total)
+
+    if options.engine is Engine.RAY:
+        from pneumo_batch.ray_engine import score_batch_ray
+
+        shutil.rmtree(staging, ignore_errors=True)  # a Ray run does not resume: start from an empty folder
+        return score_batch_ray(
+            options.input, staging, model=artifact, root=options.root, batch_size=options.batch_size,
+            ray_address=options.ray_address, num_cpus=options.workers, scorer_factory=scorer_factory, progress=progress,
+        )
+    return score_batch(
+        options.input,
+        staging / PREDICTIONS_FILE,
+        model=artifact,
+        workers=options.workers,
+        batch_size=options.batch_size,
+        root=options.root,
+        scorer_factory=scorer_factory,
+        progress=progress,
+    )
+
+
 def _publish(new: Path, target: Path) -> None:
     """Swap a finished staging folder in for ``target``.
 
@@ -163,7 +193,7 @@ def _remove_leftovers(root: Path) -> None:
     for kind in ("predictions", "reports"):
         folder = root / kind
         if folder.is_dir():
-            for leftover in folder.glob(".old-*"):
+            for leftover in [*folder.glob(".old-*"), *folder.glob("..staging-*.ray-*"), *folder.glob("..staging-*.old-*")]:
                 shutil.rmtree(leftover, ignore_errors=True)
     reports = root / "reports"
     if reports.is_dir():
@@ -214,6 +244,8 @@ def load_config(path: Path) -> dict[str, Any]:
             config[key] = (path.parent / Path(str(config[key])).expanduser()).resolve()
     if "date" in config:
         config["date"] = parse_date(str(config["date"]))
+    if "engine" in config:
+        config["engine"] = str(config["engine"])  # checked by NightlyOptions
     return config
 
 

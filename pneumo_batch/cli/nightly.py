@@ -14,7 +14,7 @@ import typer
 
 from pneumo_batch.cli.common import ExitCode, domain_errors
 from pneumo_batch.errors import InputError
-from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine
 
 
 def nightly(
@@ -36,6 +36,14 @@ def nightly(
     batch_size: Annotated[int | None, typer.Option(min=1, max=MAX_BATCH_SIZE, help=f"Rows per chunk (default {DEFAULT_BATCH_SIZE}).", show_default=False)] = None,
     root: Annotated[Path | None, typer.Option(help="Refuse image paths outside this folder.", show_default=False)] = None,
     workspace: Annotated[Path | None, typer.Option(help="Evidently workspace (default: OUTPUT_ROOT/workspace).", show_default=False)] = None,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(help="local (default) or ray: Ray Data; the partition is then a folder of part files.", show_default=False),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help="With --engine ray: the cluster to join (default: a local Ray instance).", show_default=False),
+    ] = None,
     quiet: Annotated[
         bool | None,
         typer.Option("--quiet/--verbose", help="Print only warnings, and the summary only when someone needs to look.", show_default=False),
@@ -56,6 +64,7 @@ def nightly(
         given = {
             "input": input_path, "output_root": output_root, "model": model, "workers": workers,
             "batch_size": batch_size, "root": root, "workspace": workspace, "quiet": quiet,
+            "engine": engine, "ray_address": ray_address,
             "date": parse_date(date) if date else None,
         }
         settings.update({key: value for key, value in given.items() if value is not None})

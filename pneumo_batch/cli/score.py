@@ -10,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from pneumo_batch.cli.common import ExitCode, domain_errors
-from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Progress, ScoreSummary, score_batch
+from pneumo_batch.errors import InputError
+from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine, Progress, ScoreSummary, score_batch
 
 #: Without a terminal, a progress line at most this often (seconds).
 LOG_INTERVAL = 10.0
@@ -27,7 +28,12 @@ def score(
     ],
     out: Annotated[
         Path,
-        typer.Option("--out", metavar="PREDICTIONS.parquet", help="The predictions Parquet file; it appears only when complete.", show_default=False),
+        typer.Option(
+            "--out",
+            metavar="PREDICTIONS.parquet",
+            help="The predictions Parquet file (with --engine ray: a folder of part files); it appears only when complete.",
+            show_default=False,
+        ),
     ],
     model: Annotated[
         Path | None,
@@ -35,7 +41,11 @@ def score(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Worker processes that decode and score (default: all cores).", show_default=False),
+        typer.Option(
+            min=1,
+            help="Worker processes that decode and score (default: all cores); with --engine ray, the CPUs of the local Ray instance.",
+            show_default=False,
+        ),
     ] = None,
     batch_size: Annotated[
         int,
@@ -49,6 +59,18 @@ def score(
             show_default=False,
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(help="local: worker processes on this machine. ray: Ray Data, on a local instance or a cluster (needs the ray extra)."),
+    ] = Engine.LOCAL,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="With --engine ray: the cluster to join (auto, HOST:PORT or ray://HOST:10001); default: start a local Ray instance.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
 
@@ -57,14 +79,27 @@ def score(
     same command again: it resumes from OUT.partial/ without redoing
     finished chunks.
 
+    With --engine ray, Ray Data decodes and scores (same rows and scores) and
+    OUT is a folder of part files; an interrupted Ray run starts over.
+
     Example: pneumo-batch score demo/images/manifest.parquet --out predictions.parquet
     """
     reporter = _BarReporter() if sys.stderr.isatty() else _LogReporter()
     with domain_errors():
+        if ray_address is not None and engine is not Engine.RAY:
+            raise InputError("--ray-address needs --engine ray")
         try:
-            summary = score_batch(
-                input_path, out, model=model, workers=workers, batch_size=batch_size, root=root, progress=reporter
-            )
+            if engine is Engine.RAY:
+                from pneumo_batch.ray_engine import score_batch_ray
+
+                summary = score_batch_ray(
+                    input_path, out, model=model, root=root, batch_size=batch_size,
+                    ray_address=ray_address, num_cpus=workers, progress=reporter,
+                )
+            else:
+                summary = score_batch(
+                    input_path, out, model=model, workers=workers, batch_size=batch_size, root=root, progress=reporter
+                )
         finally:
             reporter.close()
     typer.echo(_summary_line(summary), err=True)
