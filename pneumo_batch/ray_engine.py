@@ -62,7 +62,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -92,15 +92,10 @@ from pneumo_batch.scoring import (
     score_rows,
 )
 
-if TYPE_CHECKING:
-    import ray
-
 #: The column that carries each row's number in the input through Ray (never written).
 ROW_NUMBER_COLUMN = "__pneumo_batch_row"
 #: Rows per output part file (in row groups of :data:`~pneumo_batch.scoring.ROW_GROUP_ROWS`).
 PART_ROWS = 4 * ROW_GROUP_ROWS
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,8 +168,9 @@ def score_batch_ray(
     staging = out_path.with_name(f".{out_path.name}.ray-{run_id[:8]}")
     staging.mkdir()
     try:
+        connecting = time.perf_counter()
         with _ray_session(ray_address, num_cpus) as ray_module:
-            ray_start = time.perf_counter() - clock
+            ray_start = time.perf_counter() - connecting
             cpus = _cluster_cpus(ray_module)
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -18,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from conftest import fake_scores, make_fake_scorer
-from PIL import Image
 from typer.testing import CliRunner
 
 from pneumo_batch import predictions as columns
