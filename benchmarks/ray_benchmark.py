@@ -16,8 +16,9 @@ start and shutdown), with ``--workers`` (default 2) for both engines: worker
 processes for the local engine, the CPUs of the local Ray instance for Ray.
 Ray's fixed cost is its one-image run's wall time minus the local engine's;
 "Ray, net of start-up" divides the rows by the wall time minus that cost.
-The model is ``--model DIR``, else the shipped default. Timings on a shared
-machine are noisy: read them as indicative.
+The model is ``--model DIR``, else the shipped default, else an untrained
+float32 stand-in of the lesson CNN (timing only; needs the train extra).
+Timings on a shared machine are noisy: read them as indicative.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ import pyarrow.parquet as pq
 
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.export import export_split
-from pneumo_batch.model import default_model_dir
+from pneumo_batch.errors import ModelError
+from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
 
 ENGINES = ("local", "ray")
 
@@ -53,11 +55,11 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = load_pneumoniamnist(args.data)
-    model = args.model or default_model_dir()
-    print(f"model {model}; {args.workers} workers / Ray CPUs; {os.cpu_count()} cores visible; "
+    print(f"{args.workers} workers / Ray CPUs; {os.cpu_count()} cores visible; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="ray-benchmark-") as scratch_name:
         scratch = Path(scratch_name)
+        model = args.model or _default_or_stand_in(scratch)
         manifest = export_split(dataset, "test", scratch / "pngs")
         paths = pq.read_table(manifest).column("path").to_pylist()
         inputs = {
@@ -65,6 +67,7 @@ def main() -> None:
             f"{args.copies * 40:,} JPEGs": _replicate(dataset.path.parent / "xray_jpegs", scratch / "jpegs", args.copies),
             f"{args.rows:,} PNGs": _cycle_manifest(scratch / "pngs" / "rows.parquet", paths, args.rows),
         }
+        print(f"model {model}", flush=True)
         results: dict[tuple[str, str], tuple[int, float]] = {}
         for name, source in inputs.items():
             for engine in ENGINES:
@@ -97,6 +100,31 @@ def _score(source: Path, out: Path, model: Path, engine: str, args: argparse.Nam
         raise SystemExit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-3000:]}")
     rows = int(re.match(r"scored ([\d,]+) rows", summary[-1]).group(1).replace(",", ""))
     return rows, seconds
+
+
+def _default_or_stand_in(scratch: Path) -> Path:
+    try:
+        model = default_model_dir()
+        if model.is_dir():
+            return model
+    except ModelError:
+        pass
+    import tensorflow as tf
+
+    from pneumo_batch.architectures import build
+
+    model = scratch / "stand-in"
+    model.mkdir()
+    (model / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(build("lesson_cnn", 32)).convert())
+    write_metadata(model, {
+        "name": "lesson-untrained-stand-in", "version": "benchmark", "default_variant": "float32",
+        "variants": {"float32": {"file": "model.tflite", "sha256": file_sha256(model / "model.tflite")}},
+        "operating_points": {"screening": {"threshold": 0.3, "rule": "benchmark"},
+                             "balanced": {"threshold": 0.5, "rule": "benchmark"}},
+        "input": {"size": 28},
+        "output": "logit",
+    })
+    return model
 
 
 def _replicate(source: Path, target: Path, copies: int) -> Path:
