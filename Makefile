@@ -22,9 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev]'
 	touch $@
 
+# The test split's pneumonia share differs from the training data's, so the
+# nightly job ends with exit code 4 (class-balance alert): the demo shows it
+# and succeeds; any other non-zero code fails it.
 demo: install
 	$(BIN)/pneumo-batch export-images $(DEMO_DIR)/images --split test
-	$(BIN)/pneumo-batch nightly --input $(DEMO_DIR)/images/manifest.parquet --output-root $(DEMO_DIR)/output
+	$(BIN)/pneumo-batch nightly --input $(DEMO_DIR)/images/manifest.parquet --output-root $(DEMO_DIR)/output; \
+	code=$$?; echo "nightly exit code $$code; report: $(DEMO_DIR)/output/reports/"; \
+	[ $$code -eq 0 ] || [ $$code -eq 4 ]
 
 test: install
 	$(BIN)/python -m pytest
