@@ -1,0 +1,45 @@
+"""The CLI documents itself, the README documents the CLI, and light paths stay light."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pneumo_batch.cli.app import app
+from pneumo_batch.cli.common import ExitCode
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+COMMANDS = sorted(command.name for command in app.registered_commands)
+
+
+def test_every_command_is_registered():
+    assert COMMANDS == ["export-images", "monitor", "nightly", "score", "train"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_and_is_in_the_readme(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+    assert f"pneumo-batch {command}" in README
+
+
+@pytest.mark.parametrize("code", list(ExitCode))
+def test_every_exit_code_is_in_the_readme(code):
+    assert f"| {int(code)} |" in README
+
+
+def test_scoring_imports_neither_tensorflow_nor_evidently():
+    code = (
+        "import sys, pneumo_batch.cli.app, pneumo_batch.scoring, pneumo_batch.nightly;"
+        "sys.exit(sorted(m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules) or 0)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_version_flag():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("pneumo-batch ")
