@@ -24,7 +24,6 @@ extra).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import subprocess
 import time
@@ -467,7 +466,3 @@ def config_from_preset(preset: str, **overrides: Any) -> TrainingConfig:
     if preset not in PRESETS:
         raise PneumoBatchError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[preset], **{key: value for key, value in overrides.items() if value is not None})
-
-
-def describe(config: TrainingConfig) -> str:
-    return json.dumps(asdict(config), sort_keys=True)
