@@ -32,14 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.export import export_split
 from pneumo_batch.errors import ModelError
 from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
+from score_benchmark import _cycle_manifest, _replicate  # the same inputs as the local benchmark
 
 ENGINES = ("local", "ray")
 
@@ -125,30 +124,6 @@ def _default_or_stand_in(scratch: Path) -> Path:
         "output": "logit",
     })
     return model
-
-
-def _replicate(source: Path, target: Path, copies: int) -> Path:
-    originals = sorted(source.rglob("*.jpeg"))
-    for copy in range(copies):
-        for original in originals:
-            destination = target / f"copy{copy:03d}" / original.relative_to(source)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(original, destination)
-            except OSError:
-                destination.write_bytes(original.read_bytes())
-    return target
-
-
-def _cycle_manifest(path: Path, paths: list[str], rows: int) -> Path:
-    index = np.arange(rows)
-    table = pa.table({
-        "image_id": pa.array([f"row{i:07d}" for i in index], pa.string()),
-        "path": pa.array([paths[i % len(paths)] for i in index], pa.string()),
-        "site": pa.array(np.where(index % 2 == 0, "north", "south")),
-    })
-    pq.write_table(table, path)
-    return path
 
 
 if __name__ == "__main__":

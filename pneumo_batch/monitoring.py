@@ -54,7 +54,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,7 +66,7 @@ import pandas as pd
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
 from pneumo_batch.errors import InputError
-from pneumo_batch.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES
+from pneumo_batch.features import NUMERIC_IMAGE_FEATURES
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -307,45 +307,51 @@ _REGISTERED: set[str] = set()
 
 def _numeric_method(alpha: float) -> str:
     """Register (once) and name the Evidently drift method of numeric columns at level ``alpha``."""
-    name = f"pneumo_wasserstein_ks_{alpha:.3g}"
-    if name not in _REGISTERED:
-        from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
-        from evidently.legacy.core import ColumnType
-
-        def gated(reference: pd.Series, current: pd.Series, feature_type: Any, threshold: float) -> tuple[float, bool]:
-            effect, p_value = numeric_drift(reference.to_numpy(), current.to_numpy())
-            return effect, bool(effect >= threshold and p_value < alpha)
-
-        register_stattest(
-            StatTest(
-                name=name,
-                display_name=f"Wasserstein distance (normed), drift only if K-S p < {alpha:.2g}",
-                allowed_feature_types=[ColumnType.Numerical],
-                default_threshold=MonitoringRules.numeric_effect,
-            ),
-            gated,
-        )
-        _REGISTERED.add(name)
-    return name
+    return _gated_method(
+        f"pneumo_wasserstein_ks_{alpha:.3g}",
+        f"Wasserstein distance (normed), drift only if K-S p < {alpha:.2g}",
+        "Numerical",
+        MonitoringRules.numeric_effect,
+        lambda reference, current: numeric_drift(reference.to_numpy(), current.to_numpy()),
+        alpha,
+    )
 
 
 def _categorical_method(alpha: float) -> str:
     """Register (once) and name the Evidently drift method of categorical columns at level ``alpha``."""
-    name = f"pneumo_tvd_exact_{alpha:.3g}"
+    return _gated_method(
+        f"pneumo_tvd_exact_{alpha:.3g}",
+        f"total variation distance, drift only if Fisher/chi-square p < {alpha:.2g}",
+        "Categorical",
+        MonitoringRules.categorical_effect,
+        categorical_drift,
+        alpha,
+    )
+
+
+def _gated_method(
+    name: str,
+    display_name: str,
+    column_type: str,
+    default_threshold: float,
+    drift: Callable[[pd.Series, pd.Series], tuple[float, float]],
+    alpha: float,
+) -> str:
+    """Register an Evidently drift method: drift when the effect reaches the threshold and ``p < alpha``."""
     if name not in _REGISTERED:
         from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
         from evidently.legacy.core import ColumnType
 
         def gated(reference: pd.Series, current: pd.Series, feature_type: Any, threshold: float) -> tuple[float, bool]:
-            effect, p_value = categorical_drift(reference, current)
+            effect, p_value = drift(reference, current)
             return effect, bool(effect >= threshold and p_value < alpha)
 
         register_stattest(
             StatTest(
                 name=name,
-                display_name=f"total variation distance, drift only if Fisher/chi-square p < {alpha:.2g}",
-                allowed_feature_types=[ColumnType.Categorical],
-                default_threshold=MonitoringRules.categorical_effect,
+                display_name=display_name,
+                allowed_feature_types=[getattr(ColumnType, column_type)],
+                default_threshold=default_threshold,
             ),
             gated,
         )
