@@ -344,7 +344,17 @@ def exported_test_split(pneumoniamnist, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def xray_jpegs_dir(dataset_path: Path) -> Path:
-    """The 40 full-size JPEGs that sit beside the PneumoniaMNIST file."""
+    """The full-size JPEGs that sit beside the PneumoniaMNIST file (their count is in its MANIFEST.csv)."""
     directory = dataset_path.parent / "xray_jpegs"
     assert directory.is_dir(), f"expected the shared JPEGs beside the dataset: {directory}"
     return directory
+
+
+@pytest.fixture(scope="session")
+def xray_jpegs_catalogue(xray_jpegs_dir: Path):
+    """The shared JPEG folder's MANIFEST.csv (class, file, size, mode): tests take counts from it, never from a literal."""
+    import pandas as pd
+
+    catalogue = pd.read_csv(xray_jpegs_dir / "MANIFEST.csv")
+    catalogue["image_id"] = catalogue["cls"] + "/" + catalogue["file"]
+    return catalogue
