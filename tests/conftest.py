@@ -1,22 +1,40 @@
 """Shared fixtures.
 
-Real PneumoniaMNIST comes from ``PNEUMO_BATCH_DATA`` (CI sets it to the
-shared copy). Every test runs with that variable and the model variable
-unset, the cache in a temp dir and downloads refused, so nothing depends
-on the network or on the developer's home directory.
+Real PneumoniaMNIST is found once, at session start, by the library's own
+locator (:func:`pneumo_batch.dataset.locate_dataset`): ``PNEUMO_BATCH_DATA``
+(CI sets it to the shared copy), else the download cache
+(``~/.cache/pneumo-batch``), else one md5-checked download of the official
+file. Offline with neither, the session stops with one line saying how to
+point at a copy; no test is skipped for want of data. Every test then runs
+with that variable and the model variable unset, the cache in a temp dir and
+downloads refused, so no test depends on the network or on the developer's
+home directory.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pneumo_batch.dataset import PneumoniaMNIST, read_npz
+from pneumo_batch.dataset import DATA_ENV, PneumoniaMNIST, locate_dataset, read_npz
+from pneumo_batch.errors import DatasetError
 
-_DATA_PATH = os.environ.get("PNEUMO_BATCH_DATA")
+_DATA_PATH: Path | None = None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Find the real dataset before any test runs, or stop the session with one line."""
+    global _DATA_PATH
+    try:
+        _DATA_PATH = locate_dataset()
+    except DatasetError as error:
+        pytest.exit(
+            f"no PneumoniaMNIST for the tests ({error}); point at a copy with "
+            f"{DATA_ENV}=/path/to/pneumoniamnist.npz, or run once online to fill ~/.cache/pneumo-batch",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -33,15 +51,9 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
 
 @pytest.fixture(scope="session")
 def dataset_path() -> Path:
-    """The real PneumoniaMNIST file; skipped when PNEUMO_BATCH_DATA is unset, failing when it is wrong."""
-    if not _DATA_PATH:
-        missing = "set PNEUMO_BATCH_DATA to a PneumoniaMNIST .npz to run tests on real data"
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    path = Path(_DATA_PATH)
-    assert path.is_file(), f"PNEUMO_BATCH_DATA points at a missing file: {path}"
-    return path
+    """The real PneumoniaMNIST file found at session start (see :func:`pytest_sessionstart`)."""
+    assert _DATA_PATH is not None and _DATA_PATH.is_file(), f"the dataset found at session start is gone: {_DATA_PATH}"
+    return _DATA_PATH
 
 
 @pytest.fixture(scope="session")
@@ -289,9 +301,8 @@ def score_fake_model(tmp_path: Path):
 def tiny_tflite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model directory with a float32 .tflite: logistic regression on the mean pixel.
 
-    Built with TensorFlow (the ``train`` extra) once per session; skipped without it.
+    Built with TensorFlow (the ``train`` extra, which ``make test`` installs) once per session.
     """
-    pytest.importorskip("tensorflow", reason="building a .tflite for tests needs the train extra (TensorFlow)")
     import tensorflow as tf
 
     from pneumo_batch.model import file_sha256, write_metadata
@@ -322,16 +333,14 @@ def tiny_tflite_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_default_model() -> Path:
-    """The trained default model shipped in models/; skipped until it exists."""
+    """The trained default model shipped in models/ (named by models/DEFAULT); failing when it is missing."""
     from pneumo_batch.errors import ModelError
-    from pneumo_batch.model import DEFAULT_POINTER_FILE, default_model_dir as locate, shipped_models_dirs
+    from pneumo_batch.model import default_model_dir as locate
 
-    if not any((models / DEFAULT_POINTER_FILE).is_file() for models in shipped_models_dirs()):
-        pytest.skip("no trained default model yet (models/DEFAULT does not exist)")
     try:
         return locate()
     except ModelError as error:
-        pytest.fail(f"models/DEFAULT exists but names no usable model: {error}")
+        pytest.fail(f"no usable shipped default model (models/DEFAULT): {error}")
 
 
 @pytest.fixture(scope="session")

@@ -42,9 +42,7 @@ RUN_COLUMNS = {columns.RUN_ID, columns.SCORED_AT}
 def ray_instance():
     """One local Ray with 2 CPUs for the module; its workers can import the tests' fakes."""
     if importlib.util.find_spec("ray") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Ray is not installed; CI installs the ray extra")
-        pytest.skip("Ray is not installed (pip install 'pneumo-batch[ray]')")
+        pytest.fail("Ray is not installed (pip install 'pneumo-batch[ray]'; make test installs it)")
     import ray
 
     ray.init(
@@ -236,7 +234,6 @@ def test_an_empty_input_writes_one_empty_part_with_the_schema(ray_instance, tiny
 
 
 def test_unusable_options_fail_before_ray_starts(tiny_tflite_model, exported_test_split, tmp_path):
-    pytest.importorskip("ray")
     (tmp_path / "file").write_text("x")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")

@@ -24,8 +24,6 @@ from pneumo_batch.training import (
     fit_model,
 )
 
-pytest.importorskip("tensorflow")
-
 
 @pytest.fixture(scope="module")
 def tiny_model(dataset_path, tmp_path_factory):
