@@ -36,8 +36,8 @@ import numpy as np
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.errors import ModelError
 from pneumo_batch.model import load_model, write_metadata
-from pneumo_batch.preprocess import pixels_to_model_input
-from pneumo_batch.profile import reference_profile_frame, write_predictions_parquet
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.monitoring.reference import reference_profile_frame, write_predictions_parquet
 
 SEED = 7
 

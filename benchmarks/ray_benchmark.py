@@ -110,7 +110,7 @@ def _default_or_stand_in(scratch: Path) -> Path:
         pass
     import tensorflow as tf
 
-    from pneumo_batch.architectures import build
+    from pneumo_batch.training.architectures import build
 
     model = scratch / "stand-in"
     model.mkdir()

@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pneumo_batch.architectures import DEFAULT_ARCHITECTURE, build
+from pneumo_batch.training.architectures import DEFAULT_ARCHITECTURE, build
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.errors import ModelError
 from pneumo_batch.export import export_split

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pneumo_batch import storage
 from pneumo_batch.errors import DatasetError
 
 OFFICIAL_URL = "https://zenodo.org/records/10519652/files/pneumoniamnist.npz?download=1"
@@ -85,21 +85,18 @@ def cache_dir() -> Path:
 def download(target: Path, url: str = OFFICIAL_URL, expected_md5: str = OFFICIAL_MD5) -> Path:
     """Download ``url`` to ``target`` atomically, keeping it only if its md5 matches."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        actual = md5_of(Path(temporary))
-        if actual != expected_md5:
-            raise DatasetError(f"downloaded {url} has md5 {actual}, expected {expected_md5}")
-        os.replace(temporary, target)
+        with storage.atomic_path(target) as temporary:
+            with temporary.open("wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+            actual = md5_of(temporary)
+            if actual != expected_md5:
+                raise DatasetError(f"downloaded {url} has md5 {actual}, expected {expected_md5}")
     except OSError as error:
         raise DatasetError(
             f"cannot download PneumoniaMNIST ({error}); offline, pass --data PATH or set {DATA_ENV}"
         ) from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     return target
 
 

@@ -46,3 +46,8 @@ def require(module: str, extra: str) -> None:
         raise MissingDependencyError(
             f"{module} is not installed; install it with: pip install 'pneumo-batch[{extra}]'"
         )
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line of at most 300 characters (its type name when it has none)."""
+    return (" ".join(str(error).split()) or type(error).__name__)[:300]

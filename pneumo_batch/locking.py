@@ -1,20 +1,22 @@
-"""One run at a time per output root, without stale locks.
+"""One run at a time per output, without stale locks.
 
-The lock is an advisory ``flock`` on ``OUTPUT_ROOT/.nightly.lock``. The
-kernel releases it when the holding process ends in any way, SIGKILL and
-power loss included, so a killed run never blocks the next night: the file
-may stay behind, but nobody holds it. The file carries the holder's pid,
-host and start time for the refusal message. Needs a local filesystem or
-one with working ``flock`` (NFSv4 has it).
+A lock is an advisory ``flock`` on a file (``OUTPUT_ROOT/.nightly.lock`` for
+the nightly job, ``OUT.partial/lock`` for a scoring run). The kernel
+releases it when the holding process ends in any way, SIGKILL and power loss
+included, so a killed run never blocks the next one: the file may stay
+behind, but nobody holds it. The file carries the holder's pid, host and
+start time for the refusal message (written in place, never replaced: the
+lock belongs to the file, so a rename would drop it). Needs a local
+filesystem or one with working ``flock`` (NFSv4 has it); without ``fcntl``
+(not POSIX) runs are not locked.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +31,24 @@ def exclusive_run(output_root: Path) -> Iterator[None]:
     """Hold the output root's lock for the duration, or raise :class:`JobLockedError` at once."""
     output_root.mkdir(parents=True, exist_ok=True)
     path = output_root / LOCK_FILE
+    with hold_lock(path, lambda holder: f"another run holds {path} ({holder}); try again when it ends"):
+        yield
+
+
+@contextmanager
+def hold_lock(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
+    """Hold ``path``'s lock for the duration, or raise :class:`JobLockedError` with ``refusal(holder)`` at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            raise JobLockedError(f"another run holds {path} ({_describe(handle.read())}); try again when it ends") from None
+            raise JobLockedError(refusal(_describe(handle.read()))) from None
         handle.seek(0)
         handle.truncate()
         handle.write(

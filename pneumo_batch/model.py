@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from pneumo_batch import storage
 from pneumo_batch.errors import ModelError
-from pneumo_batch.preprocess import MODEL_INPUT_SIZE
+from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
 
 METADATA_FILE = "metadata.json"
 REFERENCE_PROFILE_FILE = "reference_profile.parquet"
@@ -132,11 +133,7 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
 
 def write_metadata(model_dir: Path, metadata: dict[str, Any]) -> Path:
     """Write the sidecar atomically, stamping the format version."""
-    path = model_dir / METADATA_FILE
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps({"format_version": FORMAT_VERSION, **metadata}, indent=2, default=_jsonable) + "\n")
-    os.replace(temporary, path)
-    return path
+    return storage.write_json(model_dir / METADATA_FILE, {"format_version": FORMAT_VERSION, **metadata}, default=_jsonable)
 
 
 def _jsonable(value: object) -> object:
@@ -180,7 +177,7 @@ class Scorer:
 
     Integer-quantized inputs and outputs are quantized and dequantized with
     the tensors' own parameters, so every variant takes the float input of
-    :func:`pneumo_batch.preprocess.pixels_to_model_input` and returns
+    :func:`pneumo_batch.imaging.preprocess.pixels_to_model_input` and returns
     probabilities; a network that emits a logit gets its sigmoid here, in
     float32.
     """

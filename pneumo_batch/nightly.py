@@ -30,6 +30,7 @@ from datetime import date as Date
 from pathlib import Path
 from typing import Any
 
+from pneumo_batch import storage
 from pneumo_batch.errors import InputError
 from pneumo_batch.locking import exclusive_run
 from pneumo_batch.model import ModelArtifact, load_model
@@ -58,11 +59,7 @@ class NightlyOptions:
     """With the Ray engine: the cluster to join; default a local Ray instance."""
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "engine", Engine(self.engine))
-        except ValueError:
-            known = ", ".join(engine.value for engine in Engine)
-            raise InputError(f"engine must be one of {known}, got {self.engine!r}") from None
+        object.__setattr__(self, "engine", Engine.parse(self.engine))
         if self.ray_address is not None and self.engine is not Engine.RAY:
             raise InputError("ray_address (--ray-address) needs engine ray (--engine ray)")
 
@@ -119,7 +116,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         logger.info(
             "scored %d rows (%d errors, %d resumed) in %.1f s", scoring.rows, scoring.errors, scoring.rows_resumed, scoring.seconds
         )
-        _publish(staging, predictions)
+        storage.replace_folder(staging, predictions)
 
         reports = partition(root, "reports", options.date)
         report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
@@ -130,7 +127,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
             model_metadata=metadata,
             workspace=options.workspace or root / "workspace",
         )
-        _publish(report_staging, reports)
+        storage.replace_folder(report_staging, reports)
         for alert in monitoring.alerts:
             logger.warning("alert: %s", alert)
         if scoring.errors:
@@ -153,39 +150,21 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scor
     def progress(done: Progress) -> None:
         logger.debug("scored %d/%d rows", done.rows_done, done.rows_total)
 
+    out = staging if options.engine is Engine.RAY else staging / PREDICTIONS_FILE
     if options.engine is Engine.RAY:
-        from pneumo_batch.ray_engine import score_batch_ray
-
         shutil.rmtree(staging, ignore_errors=True)  # a Ray run does not resume: start from an empty folder
-        return score_batch_ray(
-            options.input, staging, model=artifact, root=options.root, batch_size=options.batch_size,
-            ray_address=options.ray_address, num_cpus=options.workers, scorer_factory=scorer_factory, progress=progress,
-        )
     return score_batch(
         options.input,
-        staging / PREDICTIONS_FILE,
+        out,
+        engine=options.engine,
         model=artifact,
         workers=options.workers,
         batch_size=options.batch_size,
         root=options.root,
         scorer_factory=scorer_factory,
+        ray_address=options.ray_address,
         progress=progress,
     )
-
-
-def _publish(new: Path, target: Path) -> None:
-    """Swap a finished staging folder in for ``target``.
-
-    Two renames: if the process dies between them, ``target`` is missing
-    until the date runs again, but readers never see a half-written or
-    doubled partition.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    retired = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        target.rename(retired)
-    new.rename(target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _remove_leftovers(root: Path) -> None:
@@ -193,7 +172,7 @@ def _remove_leftovers(root: Path) -> None:
     for kind in ("predictions", "reports"):
         folder = root / kind
         if folder.is_dir():
-            for leftover in [*folder.glob(".old-*"), *folder.glob("..staging-*.ray-*"), *folder.glob("..staging-*.old-*")]:
+            for leftover in [*folder.glob(".*.old-*"), *folder.glob("..staging-*.ray-*")]:
                 shutil.rmtree(leftover, ignore_errors=True)
     reports = root / "reports"
     if reports.is_dir():

@@ -2,13 +2,16 @@
 
 Scoring writes one row per input row with these columns (plus the manifest's
 pass-through columns); monitoring and the training reference profile read
-them. Per operating point ``NAME`` in the model's metadata there is a
+them; :func:`output_schema` gives their order and types. Per operating point ``NAME`` in the model's metadata there is a
 boolean ``pred_NAME`` (null on error) and a float ``threshold_NAME``.
 """
 
 from __future__ import annotations
 
-from pneumo_batch.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES
+import pyarrow as pa
+
+from pneumo_batch.errors import InputError
+from pneumo_batch.imaging.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES
 
 IMAGE_ID = "image_id"
 PATH = "path"
@@ -40,3 +43,33 @@ def prediction_column(operating_point: str) -> str:
 
 def threshold_column(operating_point: str) -> str:
     return f"{THRESHOLD_PREFIX}{operating_point}"
+
+
+def output_schema(operating_points: list[str], passthrough: pa.Schema) -> pa.Schema:
+    """The columns of a predictions file, in order, for these operating points and pass-through columns."""
+    fields = [
+        pa.field(IMAGE_ID, pa.string()),
+        pa.field(PATH, pa.string()),
+        pa.field(STATUS, pa.string(), nullable=False),
+        pa.field(ERROR, pa.string()),
+        pa.field(SCORE, pa.float32()),
+        *(pa.field(prediction_column(name), pa.bool_()) for name in operating_points),
+        *(pa.field(threshold_column(name), pa.float64()) for name in operating_points),
+        pa.field(MODEL_SHA256, pa.string()),
+        pa.field(MODEL_VERSION, pa.string()),
+        pa.field(RUN_ID, pa.string()),
+        pa.field(SCORED_AT, pa.timestamp("us", tz="UTC")),
+        *(pa.field(name, pa.float32()) for name in NUMERIC_IMAGE_FEATURES),
+        pa.field("img_width", pa.int32()),
+        pa.field("img_height", pa.int32()),
+        pa.field("img_aspect_ratio", pa.float32()),
+        pa.field("img_mode", pa.string()),
+        pa.field("img_format", pa.string()),
+    ]
+    taken = {field.name for field in fields}
+    clashes = [name for name in passthrough.names if name in taken]
+    if clashes:
+        raise InputError(
+            f"manifest columns {', '.join(clashes)} clash with output columns of the same name; rename or drop them"
+        )
+    return pa.schema(fields + [field.remove_metadata() for field in passthrough])

@@ -129,7 +129,7 @@ def fake_scorer(pneumoniamnist: PneumoniaMNIST) -> FakeScorer:
 def fake_metadata(scorer: FakeScorer, val_images: np.ndarray, val_labels: np.ndarray) -> dict:
     """Minimal model metadata: operating points chosen on validation, and the validated figures."""
     from pneumo_batch import metrics
-    from pneumo_batch.preprocess import pixels_to_model_input
+    from pneumo_batch.imaging.preprocess import pixels_to_model_input
 
     scores = scorer.predict(pixels_to_model_input(val_images))
     thresholds = {
@@ -163,8 +163,8 @@ def predictions_frame(
     """A predictions DataFrame, as `pneumo-batch score` writes it, from 28x28 pixels."""
     import pandas as pd
 
-    from pneumo_batch.preprocess import pixels_to_model_input
-    from pneumo_batch.profile import reference_profile_frame
+    from pneumo_batch.imaging.preprocess import pixels_to_model_input
+    from pneumo_batch.monitoring.reference import reference_profile_frame
 
     thresholds = {name: p["threshold"] for name, p in metadata["operating_points"].items()}
     frame = reference_profile_frame(
@@ -239,7 +239,7 @@ def _monitoring_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
 # Scoring fixtures (issue 3: `pneumo-batch score`).
 #
 # The fake scorer lives here, at module level, so that it pickles by name
-# into the spawned worker processes of pneumo_batch.scoring (they inherit
+# into the worker processes of the local scoring engine (they inherit
 # this process's sys.path, which holds the tests folder).
 # --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
 from pneumo_batch.cli.common import ExitCode
-from pneumo_batch.features import NUMERIC_IMAGE_FEATURES
+from pneumo_batch.imaging.features import NUMERIC_IMAGE_FEATURES
 from pneumo_batch.monitoring import (
     MonitoringRules,
     build_monitoring_report,

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
 from pneumo_batch.cli.common import ExitCode
-from pneumo_batch.profile import write_reference_profile
+from pneumo_batch.monitoring.reference import write_reference_profile
 from pneumo_batch.scoring import score_batch
 
 

@@ -11,11 +11,11 @@ import pytest
 
 from pneumo_batch import predictions as cols
 from pneumo_batch.errors import InputError
-from pneumo_batch.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES, intensity_features
+from pneumo_batch.imaging.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES, intensity_features
 from pneumo_batch.model import ModelArtifact
 from pneumo_batch.monitoring import build_monitoring_report
-from pneumo_batch.profile import reference_profile_frame, write_reference_profile
-from pneumo_batch.scoring import output_schema
+from pneumo_batch.monitoring.reference import reference_profile_frame, write_reference_profile
+from pneumo_batch.predictions import output_schema
 
 
 @pytest.fixture()

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from pneumo_batch.errors import ImageError, PreprocessingError
-from pneumo_batch.preprocess import MAX_IMAGE_PIXELS, decode_image, pixels_to_model_input
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.imaging.raster import MAX_IMAGE_PIXELS, decode_image
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

@@ -28,8 +28,7 @@ from pneumo_batch.cli.app import app
 from pneumo_batch.cli.common import ExitCode
 from pneumo_batch.errors import InputError, MissingDependencyError, ModelError
 from pneumo_batch.monitoring import read_predictions
-from pneumo_batch.ray_engine import read_predictions_folder, score_batch_ray
-from pneumo_batch.scoring import read_run_metadata, score_batch
+from pneumo_batch.scoring import Engine, read_predictions_folder, read_run_metadata, score_batch
 
 TESTS_DIR = Path(__file__).resolve().parent
 #: Rows per block: small, so that a few hundred rows make several blocks on both actors.
@@ -90,13 +89,17 @@ def mixed_manifest(exported_test_split: Path, tmp_path_factory: pytest.TempPathF
     return manifest
 
 
+def score_batch_on_ray(input_path, out, **options):
+    return score_batch(input_path, out, engine=Engine.RAY, **options)
+
+
 def _local(input_path: Path, out: Path, **options) -> pd.DataFrame:
     score_batch(input_path, out, workers=1, batch_size=BATCH, **options)
     return pq.read_table(out).to_pandas()
 
 
 def _ray(input_path: Path, out: Path, **options) -> pd.DataFrame:
-    summary = score_batch_ray(input_path, out, batch_size=BATCH, **options)
+    summary = score_batch_on_ray(input_path, out, batch_size=BATCH, **options)
     assert summary.out == out and out.is_dir()
     return read_predictions_folder(out).to_pandas()
 
@@ -227,7 +230,7 @@ def test_nightly_on_ray_publishes_a_folder_partition(ray_instance, exported_test
 @pytest.mark.ray
 def test_an_empty_input_writes_one_empty_part_with_the_schema(ray_instance, tiny_tflite_model, tmp_path):
     (tmp_path / "empty").mkdir()
-    summary = score_batch_ray(tmp_path / "empty", tmp_path / "out", model=tiny_tflite_model)
+    summary = score_batch_on_ray(tmp_path / "empty", tmp_path / "out", model=tiny_tflite_model)
     assert (summary.rows, summary.parts) == (0, 1)
     table = read_predictions_folder(tmp_path / "out")
     assert table.num_rows == 0 and columns.SCORE in table.column_names
@@ -240,11 +243,11 @@ def test_unusable_options_fail_before_ray_starts(tiny_tflite_model, exported_tes
     for out, options, message in [
         (tmp_path / "file", {}, "not a folder"),
         (tmp_path / "other", {}, "not an earlier run's part files"),
-        (tmp_path / "new", {"ray_address": "auto", "num_cpus": 2}, "--workers"),
+        (tmp_path / "new", {"ray_address": "auto", "workers": 2}, "--workers"),
         (tmp_path / "new", {"batch_size": 0}, "batch size"),
     ]:
         with pytest.raises(InputError, match=message):
-            score_batch_ray(exported_test_split, out, model=tiny_tflite_model, **options)
+            score_batch_on_ray(exported_test_split, out, model=tiny_tflite_model, **options)
     result = CliRunner().invoke(app, ["score", str(exported_test_split), "--out", str(tmp_path / "x"), "--ray-address", "auto"])
     assert result.exit_code == ExitCode.USAGE and "--ray-address needs --engine ray" in result.stderr
 
@@ -254,7 +257,7 @@ def test_without_ray_the_engine_says_how_to_install_it(monkeypatch, exported_tes
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
 
     with pytest.raises(MissingDependencyError):
-        score_batch_ray(exported_test_split, tmp_path / "out")
+        score_batch_on_ray(exported_test_split, tmp_path / "out")
     result = CliRunner().invoke(app, ["score", str(exported_test_split), "--out", str(tmp_path / "out"), "--engine", "ray"])
     assert result.exit_code == ExitCode.USAGE
     assert result.stderr.strip().splitlines() == ["Error: ray is not installed; install it with: pip install 'pneumo-batch[ray]'"]
@@ -271,7 +274,7 @@ class WrongCountScorer:
 @pytest.mark.ray
 def test_a_model_error_in_an_actor_reaches_the_caller_as_itself(ray_instance, mixed_manifest, score_fake_model, tmp_path):
     with pytest.raises(ModelError, match=r"^the model returned (\d+) scores for \d+ images$"):
-        score_batch_ray(mixed_manifest, tmp_path / "out", model=score_fake_model, scorer_factory=WrongCountScorer,
+        score_batch_on_ray(mixed_manifest, tmp_path / "out", model=score_fake_model, scorer_factory=WrongCountScorer,
                         batch_size=BATCH, root=mixed_manifest.parent)
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == []  # the staging folder is gone too

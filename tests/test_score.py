@@ -29,9 +29,10 @@ from PIL import Image
 
 from pneumo_batch import predictions as columns
 from pneumo_batch.errors import InputError, JobLockedError
-from pneumo_batch.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES, intensity_features
+from pneumo_batch.imaging.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES, intensity_features
 from pneumo_batch.model import load_model
-from pneumo_batch.preprocess import MAX_IMAGE_PIXELS, decode_image, pixels_to_model_input
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.imaging.raster import MAX_IMAGE_PIXELS, decode_image
 from pneumo_batch.scoring import read_run_metadata, score_batch, work_dir_for
 
 TESTS_DIR = Path(__file__).resolve().parent

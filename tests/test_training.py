@@ -14,15 +14,9 @@ from typer.testing import CliRunner
 from pneumo_batch import metrics
 from pneumo_batch.cli.app import app
 from pneumo_batch.model import Scorer, file_sha256, load_model
-from pneumo_batch.preprocess import pixels_to_model_input
-from pneumo_batch.training import (
-    MAX_QUANTIZATION_AUC_LOSS,
-    PRESETS,
-    _class_weights,
-    choose_variant,
-    convert_variants,
-    fit_model,
-)
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.training import MAX_QUANTIZATION_AUC_LOSS, PRESETS, choose_variant, convert_variants, fit_model
+from pneumo_batch.training.fit import _class_weights
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ closest to what our preprocessing makes of the JPEG.
 import numpy as np
 
 from pneumo_batch.model import load_model
-from pneumo_batch.preprocess import decode_image, pixels_to_model_input
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.imaging.raster import decode_image
 
 
 def _rms_distances(ours: np.ndarray, candidates: np.ndarray) -> np.ndarray:

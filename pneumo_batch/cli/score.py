@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from pneumo_batch.cli.common import ExitCode, domain_errors
-from pneumo_batch.errors import InputError
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine, Progress, ScoreSummary, score_batch
 
 #: Without a terminal, a progress line at most this often (seconds).
@@ -86,20 +85,11 @@ def score(
     """
     reporter = _BarReporter() if sys.stderr.isatty() else _LogReporter()
     with domain_errors():
-        if ray_address is not None and engine is not Engine.RAY:
-            raise InputError("--ray-address needs --engine ray")
         try:
-            if engine is Engine.RAY:
-                from pneumo_batch.ray_engine import score_batch_ray
-
-                summary = score_batch_ray(
-                    input_path, out, model=model, root=root, batch_size=batch_size,
-                    ray_address=ray_address, num_cpus=workers, progress=reporter,
-                )
-            else:
-                summary = score_batch(
-                    input_path, out, model=model, workers=workers, batch_size=batch_size, root=root, progress=reporter
-                )
+            summary = score_batch(
+                input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
+                ray_address=ray_address, progress=reporter,
+            )
         finally:
             reporter.close()
     typer.echo(_summary_line(summary), err=True)

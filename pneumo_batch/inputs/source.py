@@ -16,10 +16,6 @@ become error rows), in sorted order, and each row's id is its path relative
 to the scanned directory. A manifest is streamed with
 :meth:`pyarrow.parquet.ParquetFile.iter_batches`, so its size does not bound
 memory.
-
-:func:`resolve_path` applies ``--root``: a path whose real location (after
-``..`` and every symlink) is outside the root raises :class:`ImageError`, so
-it becomes an error row and is never read.
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pneumo_batch.errors import ImageError, InputError
+from pneumo_batch.errors import InputError, one_line
 
 PATH_COLUMN = "path"
 IMAGE_COLUMN = "image"
@@ -124,30 +120,6 @@ def _walk(directory: Path, prefix: str) -> Iterator[str]:
             yield relative
 
 
-def resolve_path(value: str, base_dir: str, root: str | None) -> str:
-    """The file to read for a row's ``path``: ``value`` joined to ``base_dir``, confined to ``root``.
-
-    ``root`` must already be a real path (:func:`os.path.realpath`). With a
-    root, the returned path is the real one that was checked, so a symlink
-    swapped in after the check still cannot lead outside. Raises
-    :class:`ImageError` for an empty path or one whose real location is
-    outside ``root``.
-    """
-    if not value:
-        raise ImageError("empty path")
-    joined = os.path.join(base_dir, value)
-    if root is None:
-        return joined
-    real = os.path.realpath(joined)
-    if not _is_within(real, root):
-        raise ImageError(f"path is outside --root {root}: {value}")
-    return real
-
-
-def _is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
-
-
 def chunk_digest(paths: list[str]) -> str:
     """A short digest of a chunk's paths, so that a changed directory never resumes onto other files."""
     return hashlib.blake2b("\0".join(paths).encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
@@ -175,7 +147,7 @@ def _open_manifest(location: Path) -> InputSource:
         schema = parquet.schema_arrow
         num_rows = parquet.metadata.num_rows
     except (OSError, pa.ArrowException) as error:
-        raise InputError(f"cannot read {location} as a Parquet manifest: {_one_line(error)}") from None
+        raise InputError(f"cannot read {location} as a Parquet manifest: {one_line(error)}") from None
     names = schema.names
     if len(set(names)) != len(names):
         raise InputError(f"{location}: manifest has duplicate column names")
@@ -218,7 +190,7 @@ def _manifest_chunks(source: InputSource, size: int) -> Iterator[pa.Table]:
                 rest = table.slice(size)
                 pending, pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
     except (OSError, pa.ArrowException) as error:
-        raise InputError(f"cannot read {source.location} as a Parquet manifest: {_one_line(error)}") from None
+        raise InputError(f"cannot read {source.location} as a Parquet manifest: {one_line(error)}") from None
     if pending_rows:
         yield _normalise(pa.concat_tables(pending))
 
@@ -242,7 +214,3 @@ def _is_binary(kind: pa.DataType) -> bool:
 
 def _is_string_like(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind) or pa.types.is_dictionary(kind)
-
-
-def _one_line(error: BaseException) -> str:
-    return (" ".join(str(error).split()) or type(error).__name__)[:300]

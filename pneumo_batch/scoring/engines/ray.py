@@ -1,6 +1,6 @@
-"""Batch scoring on Ray Data: the same rows as :func:`~pneumo_batch.scoring.score_batch`, on a cluster.
+"""The Ray engine: the same rows as the local engine, on Ray Data, on this machine or a cluster.
 
-:func:`score_batch_ray` is the library behind ``pneumo-batch score --engine ray``.
+``score_batch(..., engine=Engine.RAY)`` (``pneumo-batch score --engine ray``) runs :class:`RayEngine`.
 The driver (this process) streams the input listing (a directory scan or a
 Parquet manifest, :func:`~pneumo_batch.inputs.open_input`) in blocks of
 ``batch_size`` rows, tags every row with its row number in the input, and
@@ -20,7 +20,7 @@ on other nodes.
 
 Output. ``out`` becomes a folder of Parquet part files,
 ``part-00000000.parquet``, ``part-00000001.parquet``... with the local
-engine's columns (:func:`~pneumo_batch.scoring.output_schema`) and the same
+engine's columns (:func:`~pneumo_batch.predictions.output_schema`) and the same
 ``pneumo_batch`` key-value metadata in every part. Rows are in input order:
 part by part in name order, then row by row (``pyarrow.dataset``, DuckDB,
 pandas and Ray all read the folder as one table in that order). The folder
@@ -55,7 +55,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -67,35 +66,33 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pneumo_batch import predictions as columns
-from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, require
+from pneumo_batch import storage
+from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, one_line, require
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
+from pneumo_batch.predictions import output_schema
 from pneumo_batch.scoring import (
-    DEFAULT_BATCH_SIZE,
-    MAX_BATCH_SIZE,
-    ROW_GROUP_ROWS,
+    PartWriter,
     Predictor,
     Progress,
     ProgressCallback,
     RowContext,
+    ScoreRequest,
     ScorerFactory,
     ScoreSummary,
-    _check_root,
-    _now,
-    _one_line,
+    check_batch_size,
+    check_out_folder,
+    check_root,
     default_workers,
-    output_schema,
+    now,
     run_metadata,
     score_rows,
 )
 
 #: The column that carries each row's number in the input through Ray (never written).
 ROW_NUMBER_COLUMN = "__pneumo_batch_row"
-#: Rows per output part file (in row groups of :data:`~pneumo_batch.scoring.ROW_GROUP_ROWS`).
-PART_ROWS = 4 * ROW_GROUP_ROWS
 
 
 @dataclass(frozen=True)
@@ -107,44 +104,51 @@ class RayScoreSummary(ScoreSummary):
     """Time spent starting or connecting to Ray (included in ``seconds``)."""
 
 
-def score_batch_ray(
+class RayEngine:
+    """Scores on Ray Data into a folder of part files.
+
+    ``batch_size`` is the rows per Ray block (the unit of work and of
+    retries). With ``ray_address`` (``auto``, ``HOST:PORT`` or
+    ``ray://HOST:10001``) the run joins that cluster; otherwise it starts a
+    local Ray instance on ``workers`` cores (default: every usable core) and
+    shuts it down afterwards. If this process is already connected to Ray
+    (``ray.is_initialized()``), that instance is used and left running.
+    Raises :class:`~pneumo_batch.errors.MissingDependencyError` without Ray.
+    """
+
+    def score(self, request: ScoreRequest) -> RayScoreSummary:
+        return _score(
+            request.input_path, request.out, model=request.model, root=request.root, batch_size=request.batch_size,
+            ray_address=request.ray_address, num_cpus=request.workers, scorer_factory=request.scorer_factory,
+            progress=request.progress,
+        )
+
+
+ENGINE = RayEngine()
+
+
+def _score(
     input_path: str | Path,
     out_dir: str | Path,
     *,
-    model: ModelArtifact | str | Path | None = None,
-    root: str | Path | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    ray_address: str | None = None,
-    num_cpus: int | None = None,
-    scorer_factory: ScorerFactory | None = None,
-    progress: ProgressCallback | None = None,
+    model: ModelArtifact | str | Path | None,
+    root: str | Path | None,
+    batch_size: int,
+    ray_address: str | None,
+    num_cpus: int | None,
+    scorer_factory: ScorerFactory | None,
+    progress: ProgressCallback | None,
 ) -> RayScoreSummary:
-    """Score every image of ``input_path`` (a directory or a Parquet manifest) on Ray into the folder ``out_dir``.
-
-    ``model``, ``root`` and ``scorer_factory`` mean what they mean for
-    :func:`~pneumo_batch.scoring.score_batch`; ``batch_size`` is the rows per
-    Ray block (the unit of work and of retries). With ``ray_address``
-    (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``) the run joins that
-    cluster; otherwise it starts a local Ray instance on ``num_cpus`` cores
-    (default: every usable core) and shuts it down afterwards. If this
-    process is already connected to Ray (``ray.is_initialized()``), that
-    instance is used and left running.
-
-    Raises :class:`~pneumo_batch.errors.MissingDependencyError` without Ray,
-    :class:`InputError` for an unusable input, option or ``out_dir``, and
-    :class:`ModelError` for an unusable model; a bad image is never an exception.
-    """
     clock = time.perf_counter()
     require("ray", "ray")
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise InputError(f"batch size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}")
+    check_batch_size(batch_size)
     if num_cpus is not None and num_cpus < 1:
         raise InputError(f"num_cpus must be 1 or more, got {num_cpus}")
     if num_cpus is not None and ray_address is not None:
         raise InputError("--workers (num_cpus) sizes a local Ray instance; a cluster at --ray-address has its own CPUs")
     source = open_input(input_path)
-    root_real = _check_root(root)
-    out_path = _check_out_dir(out_dir, source)
+    root_real = check_root(root)
+    out_path = check_out_folder(out_dir, source)
     artifact = model if isinstance(model, ModelArtifact) else load_model(model)
     points = tuple((point.name, point.threshold) for point in artifact.operating_points)
     schema = output_schema([name for name, _ in points], source.passthrough)
@@ -153,7 +157,7 @@ def score_batch_ray(
     model_content = None if scorer_factory is not None else _read_model(artifact)
     if scorer_factory is not None:
         scorer_factory()  # fail here, with the real error, rather than inside every actor
-    run_id, started_at = uuid.uuid4().hex, _now().isoformat()
+    run_id, started_at = uuid.uuid4().hex, now().isoformat()
     context = RowContext(
         base_dir=str(source.base_dir),
         root=root_real,
@@ -179,13 +183,13 @@ def score_batch_ray(
             factory: ScorerFactory = scorer_factory or _ShippedModel(
                 ray_module.put(model_content), artifact.variant_sha256(), artifact.output
             )
-            with _PartWriter(staging, schema.with_metadata(metadata)) as writer:
+            with PartWriter(staging, schema.with_metadata(metadata)) as writer:
                 rows, errors = _run(
                     ray_module, source, batch_size, context, factory, cpus, writer,
                     progress=progress, clock=clock,
                 )
             parts = writer.parts
-        _publish(staging, out_path)
+        storage.replace_folder(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -193,14 +197,6 @@ def score_batch_ray(
         out=out_path, run_id=run_id, rows=rows, errors=errors, seconds=time.perf_counter() - clock,
         rows_resumed=0, parts=parts, ray_start_seconds=ray_start,
     )
-
-
-def read_predictions_folder(path: str | Path) -> pa.Table:
-    """A Ray engine's output folder as one table, in input order (parts in name order)."""
-    files = sorted(Path(path).glob("part-*.parquet"))
-    if not files:
-        raise InputError(f"no part-*.parquet files in {path}")
-    return pa.concat_tables([pq.read_table(file) for file in files])
 
 
 # --------------------------------------------------------------------------- the run
@@ -213,7 +209,7 @@ def _run(
     context: RowContext,
     factory: ScorerFactory,
     cpus: int,
-    writer: _PartWriter,
+    writer: PartWriter,
     *,
     progress: ProgressCallback | None,
     clock: float,
@@ -333,7 +329,7 @@ def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
             ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise InputError(f"cannot start or reach {where}: {_one_line(error)}") from None
+        raise InputError(f"cannot start or reach {where}: {one_line(error)}") from None
     try:
         yield ray
     finally:
@@ -362,7 +358,7 @@ def _domain_errors_from_ray(ray_module: Any) -> Iterator[None]:
                 raise type(cause)(str(cause).split("\n", 1)[0]) from None
             cause = getattr(cause, "cause", None) or cause.__cause__
         if isinstance(error, wrapper):
-            raise PneumoBatchError(f"the Ray job failed: {type(error).__name__}: {_one_line(error)}") from error
+            raise PneumoBatchError(f"the Ray job failed: {type(error).__name__}: {one_line(error)}") from error
         raise
 
 
@@ -381,90 +377,6 @@ def _quiet_ray_data_logs() -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- output folder
-
-
-class _PartWriter:
-    """Writes tables in order into ``part-NNNNNNNN.parquet`` files of up to :data:`PART_ROWS` rows."""
-
-    def __init__(self, folder: Path, schema: pa.Schema) -> None:
-        self._folder = folder
-        self._schema = schema
-        self._writer: pq.ParquetWriter | None = None
-        self._rows_in_part = 0
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-        self.parts = 0
-
-    def __enter__(self) -> _PartWriter:
-        return self
-
-    def __exit__(self, kind: object, *rest: object) -> None:
-        if kind is None:
-            self._flush()
-            if self.parts == 0:  # an empty input still leaves one (empty) part, so readers see the schema
-                self._open_part()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def write(self, table: pa.Table) -> None:
-        if table.schema != self._schema:
-            table = table.select(self._schema.names).cast(self._schema)
-        while table.num_rows:
-            room = min(ROW_GROUP_ROWS, PART_ROWS - self._rows_in_part) - self._buffered
-            taken, table = table.slice(0, room), table.slice(room)
-            self._buffer.append(taken)
-            self._buffered += taken.num_rows
-            if taken.num_rows == room:  # a full row group, or the part's last rows
-                self._flush()
-
-    def _flush(self) -> None:
-        """Write the buffer as one row group; close the part when it is full."""
-        if not self._buffered:
-            return
-        if self._writer is None:
-            self._open_part()
-        assert self._writer is not None
-        self._writer.write_table(pa.concat_tables(self._buffer), row_group_size=ROW_GROUP_ROWS)
-        self._rows_in_part += self._buffered
-        self._buffer, self._buffered = [], 0
-        if self._rows_in_part >= PART_ROWS:
-            self._writer.close()
-            self._writer, self._rows_in_part = None, 0
-
-    def _open_part(self) -> None:
-        self._writer = pq.ParquetWriter(self._folder / f"part-{self.parts:08d}.parquet", self._schema)
-        self.parts += 1
-
-
-def _check_out_dir(out: str | Path, source: InputSource) -> Path:
-    """``out`` as an absolute folder path: new, empty, or an earlier run's output (only part files)."""
-    path = Path(out).expanduser().absolute()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"--out exists and is not a folder; the Ray engine writes a folder of part files: {path}")
-    if path.is_dir():
-        strangers = [entry.name for entry in path.iterdir() if not (entry.name.startswith("part-") and entry.suffix == ".parquet")]
-        if strangers:
-            raise InputError(
-                f"--out folder holds files that are not an earlier run's part files ({', '.join(sorted(strangers)[:3])}); "
-                f"give a new or empty folder: {path}"
-            )
-        if source.kind == "manifest" and source.location.parent == path:
-            raise InputError(f"--out would overwrite the folder of the input manifest: {path}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"cannot create the folder of --out: {error.strerror or error}: {path.parent}") from None
-    return path
-
-
-def _publish(staging: Path, target: Path) -> None:
-    """Swap the finished folder in for ``target`` (an earlier output is retired, then deleted)."""
-    retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _describe_numbers(numbers: np.ndarray) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pneumo_batch.errors import PneumoBatchError
-from pneumo_batch.preprocess import MODEL_INPUT_SIZE
+from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
 
 if TYPE_CHECKING:
     import keras

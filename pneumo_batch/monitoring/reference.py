@@ -2,7 +2,7 @@
 
 A reference profile is a predictions file for images the model was trained
 on: the same columns scoring writes (:mod:`pneumo_batch.predictions`), with
-the per-image features of :func:`pneumo_batch.features.intensity_features`,
+the per-image features of :func:`pneumo_batch.imaging.features.intensity_features`,
 the model's scores and decisions, and the label. The file-level facts
 (original width, height, mode, format) are null, since PneumoniaMNIST has no
 originals. Training writes it next to the model as
@@ -16,24 +16,22 @@ returns becomes a column.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pneumo_batch import predictions as cols
+from pneumo_batch import storage
 from pneumo_batch.errors import InputError
-from pneumo_batch.features import FILE_FEATURES, intensity_features
-from pneumo_batch.model import ModelArtifact
-from pneumo_batch.preprocess import pixels_to_model_input
-from pneumo_batch.scoring import output_schema
+from pneumo_batch.imaging.features import FILE_FEATURES, intensity_features
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.model import REFERENCE_PROFILE_FILE, ModelArtifact, load_model
+from pneumo_batch.predictions import output_schema
 
 #: ``run_id`` of every row of a reference profile.
 REFERENCE_RUN_ID = "reference"
@@ -156,7 +154,7 @@ def write_predictions_parquet(
 ) -> Path:
     """Write ``frame`` atomically, with ``description`` as the file's JSON key-value metadata.
 
-    With ``schema`` (scoring's :func:`pneumo_batch.scoring.output_schema`)
+    With ``schema`` (:func:`pneumo_batch.predictions.output_schema`)
     the columns get exactly the types and order that scoring writes.
     """
     out_path = Path(out_path)
@@ -164,10 +162,23 @@ def write_predictions_parquet(
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), cols.PARQUET_METADATA_KEY: json.dumps(description).encode()}
     table = table.replace_schema_metadata(metadata)
-    temporary = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, out_path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return out_path
+    return storage.write_parquet(out_path, table)
+
+
+def resolve_reference(
+    model: str | Path | None = None, reference: str | Path | None = None
+) -> tuple[Path, dict[str, Any] | None]:
+    """The reference to compare with and the model metadata to use.
+
+    Without ``reference``, the model's (default: the shipped default model)
+    ``reference_profile.parquet``. The metadata comes from ``model`` when a
+    model is named or no reference is given; else it is ``None``.
+    """
+    if reference is not None and model is None:
+        return Path(reference), None
+    artifact = load_model(model, verify=False)
+    if reference is not None:
+        return Path(reference), artifact.metadata
+    if not artifact.reference_profile_path.is_file():
+        raise InputError(f"model {artifact.directory} has no {REFERENCE_PROFILE_FILE}; pass --reference FILE")
+    return artifact.reference_profile_path, artifact.metadata

@@ -1,12 +1,11 @@
-"""The one input contract of the model, shared by training and scoring.
+"""Raster image files (PNG, JPEG, TIFF... through Pillow) to the model's 28x28 pixels.
 
 PneumoniaMNIST was made by centre-cropping each source X-ray to a square and
 downscaling it to 28x28 grayscale. :func:`image_to_pixels` does the same to
 any image (Pillow's anti-aliased bilinear resize reproduces the dataset's own
-pixels to about 5/255 RMSE), and :func:`pixels_to_model_input` turns 28x28
-``uint8`` pixels, from a decoded file or straight from the dataset, into the
-model's float input. Training calls :func:`pixels_to_model_input` on the
-dataset arrays; scoring calls :func:`decode_image` and then the same function.
+pixels to about 5/255 RMSE); :func:`decode_image` opens a file and applies
+it. The float input of the model is then
+:func:`~pneumo_batch.imaging.preprocess.pixels_to_model_input`'s job.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pneumo_batch.errors import ImageError, PreprocessingError
+from pneumo_batch.errors import ImageError, one_line
+from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
 
-MODEL_INPUT_SIZE = 28
 
 #: Images with more pixels than this are refused as possible decompression
 #: bombs. The largest chest X-rays we know of (14x17 inch detectors at
@@ -90,7 +89,7 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
     except UnidentifiedImageError:
         raise ImageError("not a recognised image file") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageError(f"cannot decode image: {_one_line(error)}") from None
+        raise ImageError(f"cannot decode image: {one_line(error)}") from None
     return DecodedImage(pixels=pixels, width=width, height=height, mode=mode, format=file_format)
 
 
@@ -127,26 +126,3 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
     if mode in {"RGBA", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La"}:
         return image.convert("RGB").convert("L")
     raise ImageError(f"unsupported image mode {mode!r}")
-
-
-def pixels_to_model_input(pixels: np.ndarray) -> np.ndarray:
-    """Turn 28x28 ``uint8`` pixels, one image or a stack, into float32 (N, 28, 28, 1) in [0, 1].
-
-    Raises :class:`PreprocessingError` for any other dtype or shape rather
-    than guessing a scale.
-    """
-    if pixels.dtype != np.uint8:
-        raise PreprocessingError(f"model input must be uint8 pixels, got {pixels.dtype}")
-    stack = pixels[np.newaxis] if pixels.ndim == 2 else pixels
-    if stack.ndim == 4 and stack.shape[-1] == 1:
-        stack = stack[..., 0]
-    if stack.ndim != 3 or stack.shape[1:] != (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE):
-        raise PreprocessingError(
-            f"model input must be {MODEL_INPUT_SIZE}x{MODEL_INPUT_SIZE} pixels, got shape {pixels.shape}"
-        )
-    return (stack.astype(np.float32) / np.float32(255.0))[..., np.newaxis]
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text[:300]

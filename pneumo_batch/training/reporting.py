@@ -6,12 +6,13 @@ state, no backend selection, nothing shown on a screen.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pneumo_batch import metrics
+from pneumo_batch import metrics, storage
 from pneumo_batch.dataset import PneumoniaMNIST
 from pneumo_batch.model import ModelArtifact
 
@@ -40,6 +41,13 @@ def _figure(width: float = 6.0, height: float = 4.5) -> Any:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+def _save(figure: Any, path: Path) -> None:
+    """Render ``figure`` as a PNG and write it atomically."""
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    storage.write_bytes(path, image.getvalue())
+
+
 def _training_curves(path: Path, history: list[dict[str, float]], best_epoch: int) -> Path:
     figure = _figure(9, 4)
     loss_axes, auc_axes = figure.subplots(1, 2)
@@ -52,7 +60,7 @@ def _training_curves(path: Path, history: list[dict[str, float]], best_epoch: in
     auc_axes.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
     auc_axes.set(xlabel="epoch", ylabel="AUC", title="Validation AUC")
     auc_axes.legend()
-    figure.savefig(path)
+    _save(figure, path)
     return path
 
 
@@ -69,7 +77,7 @@ def _roc(path: Path, dataset: PneumoniaMNIST, scores: dict[str, np.ndarray], poi
     axes.plot([0, 1], [0, 1], color="lightgrey", linestyle=":")
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", title="ROC (deployed model)")
     axes.legend(loc="lower right", fontsize="small")
-    figure.savefig(path)
+    _save(figure, path)
     return path
 
 
@@ -84,7 +92,7 @@ def _confusion_matrices(path: Path, labels: np.ndarray, scores: np.ndarray, poin
         axes.set_xticks([0, 1], ["normal", "pneumonia"])
         axes.set_yticks([0, 1], ["normal", "pneumonia"])
         axes.set(xlabel="predicted", ylabel="true", title=f"test, {name} (t={threshold:.3f})")
-    figure.savefig(path)
+    _save(figure, path)
     return path
 
 
@@ -100,7 +108,7 @@ def _tradeoff(path: Path, labels: np.ndarray, scores: np.ndarray, points: dict[s
         axes.text(threshold, 0.02, f" {name}", rotation=90, va="bottom")
     axes.set(xlabel="threshold", ylabel="rate", title="Validation sensitivity and specificity", ylim=(0, 1.02))
     axes.legend(loc="center left")
-    figure.savefig(path)
+    _save(figure, path)
     return path
 
 
@@ -167,7 +175,7 @@ def write_model_card(artifact: ModelArtifact) -> Path:
         "",
     ]
     path = artifact.directory / MODEL_CARD
-    path.write_text("\n".join(lines))
+    storage.write_text(path, "\n".join(lines))
     return path
 
 

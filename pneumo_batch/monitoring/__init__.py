@@ -1,0 +1,55 @@
+"""Monitoring: each batch of predictions against the model's training profile.
+
+One module per job: :mod:`~.reference` (the training profile, and which
+reference a run compares with), :mod:`~.loading` (reading predictions),
+:mod:`~.drift`, :mod:`~.balance` (class balance), :mod:`~.performance`,
+:mod:`~.evidently_report` (the Evidently run), :mod:`~.workspace`,
+:mod:`~.summary` (the verdict) and :mod:`~.report`, which runs them all
+(:func:`build_monitoring_report`). A new monitor is a module here whose
+findings :mod:`~.report` adds to the summary.
+"""
+
+from pneumo_batch.monitoring.drift import categorical_drift, numeric_drift
+from pneumo_batch.monitoring.loading import discover_predictions, read_predictions, read_reference
+from pneumo_batch.monitoring.performance import validated_figures
+from pneumo_batch.monitoring.reference import (
+    REFERENCE_RUN_ID,
+    reference_profile_frame,
+    resolve_reference,
+    write_predictions_parquet,
+    write_reference_profile,
+)
+from pneumo_batch.monitoring.report import (
+    CLASS_BALANCE_CSV,
+    REPORT_HTML,
+    REPORT_JSON,
+    SUMMARY_FILE,
+    build_monitoring_report,
+)
+from pneumo_batch.monitoring.summary import MonitoringRules, MonitoringSummary, top_error_reasons
+from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, WORKSPACE_ENV, add_to_workspace
+
+__all__ = [
+    "CLASS_BALANCE_CSV",
+    "DEFAULT_PROJECT",
+    "REFERENCE_RUN_ID",
+    "REPORT_HTML",
+    "REPORT_JSON",
+    "SUMMARY_FILE",
+    "WORKSPACE_ENV",
+    "MonitoringRules",
+    "MonitoringSummary",
+    "add_to_workspace",
+    "build_monitoring_report",
+    "categorical_drift",
+    "discover_predictions",
+    "numeric_drift",
+    "read_predictions",
+    "read_reference",
+    "reference_profile_frame",
+    "resolve_reference",
+    "top_error_reasons",
+    "validated_figures",
+    "write_predictions_parquet",
+    "write_reference_profile",
+]

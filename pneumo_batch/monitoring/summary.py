@@ -1,0 +1,183 @@
+"""The verdict of a monitoring run: its rules, its findings, and what ``summary.json`` holds."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pneumo_batch import metrics
+from pneumo_batch import predictions as cols
+
+SUMMARY_FORMAT_VERSION = 1
+
+
+_TOP_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class MonitoringRules:
+    """The thresholds of the verdict (see the module docstring)."""
+
+    family_alpha: float = 0.01
+    """Significance level of each family of tests (drift; class balance), split across its columns."""
+    numeric_effect: float = 0.2
+    """Smallest move of a numeric column that counts: Wasserstein distance / reference standard deviation."""
+    categorical_effect: float = 0.05
+    """Smallest move of a categorical column that counts: total variation distance (for a share, its difference)."""
+    min_rows: int = 10
+    """Fewer scored rows than this raise no alert at all."""
+    confidence: float = 0.95
+    """Level of the reported intervals."""
+    performance_margin: float = 0.05
+    """A performance figure alerts when its interval lies wholly below the validated figure minus this."""
+    bootstrap_resamples: int = 500
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    column: str
+    kind: str
+    """``numeric`` or ``categorical``."""
+    method: str
+    score: float
+    """The effect size: normed Wasserstein distance, or total variation distance."""
+    threshold: float
+    p_value: float
+    alpha: float
+    drifted: bool
+    reference_mean: float | None = None
+    current_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class ShareComparison:
+    """A share of the batch (flagged at an operating point, or with pneumonia) against the reference."""
+
+    name: str
+    column: str
+    threshold: float | None
+    count: int
+    n: int
+    share: metrics.Interval
+    reference_count: int
+    reference_n: int
+    reference_share: metrics.Interval
+    difference: float
+    p_value: float
+    alpha: float
+    min_difference: float
+    alert: bool
+
+
+@dataclass(frozen=True)
+class PerformanceFigure:
+    name: str
+    """``auc``, or ``<point>.sensitivity`` / ``<point>.specificity``."""
+    value: metrics.Interval
+    n: int
+    validated: float | None
+    below_validated: bool
+
+
+@dataclass(frozen=True)
+class MonitoringSummary:
+    """What ``summary.json`` holds (:meth:`as_dict`)."""
+
+    drift_detected: bool
+    class_balance_alert: bool
+    performance_alert: bool
+    alert: bool
+    alerts: list[str]
+    n_rows: int
+    n_scored: int
+    n_errors: int
+    error_share: float
+    top_errors: list[dict[str, Any]]
+    drifted_features: list[ColumnDrift]
+    drift: list[ColumnDrift]
+    class_balance: list[ShareComparison]
+    performance: list[PerformanceFigure]
+    batch_size_rule: dict[str, Any]
+    rules: MonitoringRules
+    inputs: list[str]
+    reference: dict[str, Any]
+    models: list[dict[str, Any]]
+    run_ids: list[str]
+    files: dict[str, str]
+    workspace: dict[str, str] | None
+    warnings: list[str] = field(default_factory=list)
+    created_at: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"format_version": SUMMARY_FORMAT_VERSION, **_finite(data)}
+
+
+def top_error_reasons(errors: pd.DataFrame, limit: int = _TOP_ERRORS) -> list[dict[str, Any]]:
+    """The most common error reasons, with one example message each.
+
+    Messages are grouped by their text before the first ``": "`` with digits
+    masked, so ``file not found: a.png`` and ``file not found: b.png`` count
+    as one reason.
+    """
+    if cols.ERROR not in errors or errors.empty:
+        return []
+    messages = errors[cols.ERROR].fillna("(no reason given)").astype(str)
+    reasons = messages.map(_reason)
+    counts = reasons.value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    examples: dict[str, str] = {}
+    for reason, message in zip(reasons, messages):
+        examples.setdefault(reason, message)  # the first message of each reason
+    total = len(errors)
+    return [
+        {"reason": reason, "count": int(count), "share_of_errors": count / total, "example": examples[reason]}
+        for reason, count in ordered
+    ]
+
+
+def _reason(message: str) -> str:
+    head = message.split(": ", 1)[0].strip()
+    return re.sub(r"\d[\d,.x]*", "N", head)[:120] or "(no reason given)"
+
+
+def models_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    if cols.MODEL_SHA256 not in frame:
+        return []
+    keys = [c for c in (cols.MODEL_SHA256, cols.MODEL_VERSION) if c in frame]
+    grouped = frame[keys].astype("string").fillna("").value_counts().sort_index()
+    return [{**dict(zip(keys, index if isinstance(index, tuple) else (index,))), "rows": int(n)}
+            for index, n in grouped.items()]
+
+
+def batch_size_rule(n_scored: int, rules: MonitoringRules) -> dict[str, Any]:
+    applied = "tests" if n_scored >= rules.min_rows else "too_few_rows"
+    return {
+        "min_rows": rules.min_rows,
+        "n_scored": n_scored,
+        "applied": applied,
+        "text": (
+            f"A column alerts only when it moved by at least the effect threshold and the move is significant "
+            f"at the family level {rules.family_alpha:g} (Bonferroni-split across columns); the tests' p-values "
+            f"account for the batch size, so small batches need larger moves. Below {rules.min_rows} scored rows "
+            f"no alert is raised."
+        ),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,59 @@
+""":func:`score_batch`, the library behind ``pneumo-batch score``: images in, predictions out, one row per input row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pneumo_batch.errors import InputError
+from pneumo_batch.model import ModelArtifact
+from pneumo_batch.scoring.engines import engine_for
+from pneumo_batch.scoring.types import (
+    DEFAULT_BATCH_SIZE,
+    Engine,
+    ProgressCallback,
+    ScoreRequest,
+    ScorerFactory,
+    ScoreSummary,
+)
+
+
+def score_batch(
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    engine: Engine | str = Engine.LOCAL,
+    model: ModelArtifact | str | Path | None = None,
+    workers: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    root: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    scorer_factory: ScorerFactory | None = None,
+    ray_address: str | None = None,
+) -> ScoreSummary:
+    """Score every image of ``input_path`` (a directory or a Parquet manifest) into ``out``.
+
+    ``engine`` chooses where: ``local`` (worker processes on this machine;
+    ``out`` is one Parquet file, resumable after a crash) or ``ray`` (Ray
+    Data, on a local instance or the cluster at ``ray_address``; ``out`` is a
+    folder of part files, and an interrupted run starts over). ``model`` is a
+    loaded artifact or a model directory (default: the shipped default
+    model). ``workers`` is the number of worker processes (default: every
+    usable core; 0 scores in this process), or with Ray the CPUs of the
+    local instance. ``root`` confines every path. ``scorer_factory``
+    replaces the model's ``.tflite`` (tests use a fake); the artifact still
+    supplies thresholds and metadata.
+
+    Raises :class:`InputError` for an unusable input or option,
+    :class:`~pneumo_batch.errors.ModelError` for an unusable model,
+    :class:`~pneumo_batch.errors.JobLockedError` when another run is writing
+    ``out`` and :class:`~pneumo_batch.errors.MissingDependencyError` for an
+    engine whose extra is not installed; a bad image is never an exception.
+    """
+    chosen = Engine.parse(engine)
+    if ray_address is not None and chosen is not Engine.RAY:
+        raise InputError("--ray-address needs --engine ray")
+    request = ScoreRequest(
+        input_path=input_path, out=out, model=model, workers=workers, batch_size=batch_size, root=root,
+        progress=progress, scorer_factory=scorer_factory, ray_address=ray_address,
+    )
+    return engine_for(chosen).score(request)

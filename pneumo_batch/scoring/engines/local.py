@@ -1,0 +1,337 @@
+"""The local engine: worker processes on this machine, resumable after a crash.
+
+The input (see :mod:`pneumo_batch.inputs`) is cut into chunks of
+``batch_size`` rows. Worker processes (default: one per core) each load the
+model once, then score whole chunks with :func:`~pneumo_batch.scoring.score_rows`
+and write each as a part file of the work folder
+(:mod:`pneumo_batch.scoring.workdir`); the main process only streams the
+input, hands out chunks and writes the output from the parts, in input
+order. The output is moved to ``OUT`` by :func:`os.replace` only when
+complete, so ``OUT`` is never a partial file. Run the same command again
+after a crash (even SIGKILL) and the chunks that have a part are taken from
+it instead of being scored again; every row appears exactly once.
+
+Memory is bounded by the number of chunks in flight (``2 * workers + 2``)
+times ``batch_size``, plus one output row group, whatever the size of the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pneumo_batch import __version__, storage
+from pneumo_batch import predictions as columns
+from pneumo_batch.errors import InputError, PneumoBatchError
+from pneumo_batch.inputs import PATH_COLUMN, InputSource, chunk_digest, open_input
+from pneumo_batch.model import ModelArtifact, load_model
+from pneumo_batch.predictions import output_schema
+from pneumo_batch.scoring import (
+    Predictor,
+    Progress,
+    ProgressCallback,
+    RowContext,
+    ScoreRequest,
+    ScorerFactory,
+    ScoreSummary,
+    TfliteScorerFactory,
+    check_batch_size,
+    check_out_file,
+    check_root,
+    default_workers,
+    run_metadata,
+    score_rows,
+)
+from pneumo_batch.scoring.workdir import WORK_FORMAT, WorkDir, part_name, read_part
+from pneumo_batch.scoring.writer import OutputWriter
+
+
+class LocalEngine:
+    """Scores with worker processes on this machine (``workers=0``: in this process)."""
+
+    def score(self, request: ScoreRequest) -> ScoreSummary:
+        clock = time.perf_counter()
+        check_batch_size(request.batch_size)
+        worker_count = default_workers() if request.workers is None else request.workers
+        if worker_count < 0:
+            raise InputError(f"workers must be 0 or more, got {worker_count}")
+        if worker_count:
+            _warm_up_workers()
+        source = open_input(request.input_path)
+        root_real = check_root(request.root)
+        out_path = check_out_file(request.out, source)
+        model = request.model
+        artifact = model if isinstance(model, ModelArtifact) else load_model(model)
+        factory = request.scorer_factory or TfliteScorerFactory(
+            artifact.variant_path(), artifact.variant_sha256(), artifact.output
+        )
+        points = tuple((point.name, point.threshold) for point in artifact.operating_points)
+        schema = output_schema([name for name, _ in points], source.passthrough)
+        fingerprint = {
+            "work_format": WORK_FORMAT,
+            "pneumo_batch": __version__,
+            "input": source.identity(),
+            "root": root_real,
+            "batch_size": request.batch_size,
+            "model_sha256": artifact.variant_sha256(),
+            "model_version": artifact.version,
+            "operating_points": dict(points),
+            "scorer": _describe(factory),
+        }
+        with WorkDir.open(out_path, fingerprint) as work:
+            context = _ChunkContext(
+                base_dir=str(source.base_dir),
+                root=root_real,
+                source_column=source.source_column,
+                schema=schema,
+                operating_points=points,
+                model_sha256=artifact.variant_sha256(),
+                model_version=artifact.version,
+                run_id=work.run_id,
+                parts_dir=str(work.parts),
+                scorer_factory=factory,
+            )
+            metadata = run_metadata(
+                artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
+                batch_size=request.batch_size, workers=worker_count,
+            )
+            with _executor(worker_count, context) as executor:
+                rows, errors, resumed = _run(
+                    source, request.batch_size, work, executor, schema.with_metadata(metadata),
+                    window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
+                )
+            os.replace(work.final, out_path)
+            storage.sync_folder(out_path.parent)
+            work.remove()
+        return ScoreSummary(
+            out=out_path, run_id=work.run_id, rows=rows, errors=errors,
+            seconds=time.perf_counter() - clock, rows_resumed=resumed,
+        )
+
+
+ENGINE = LocalEngine()
+
+
+def _run(
+    source: InputSource,
+    batch_size: int,
+    work: WorkDir,
+    executor: _Executor,
+    schema: pa.Schema,
+    *,
+    window: int,
+    progress: ProgressCallback | None,
+    clock: float,
+) -> tuple[int, int, int]:
+    """Score or take every chunk, write them in order; return (rows, errors, rows resumed)."""
+    rows = errors = resumed = 0
+    pending: deque[_Pending] = deque()
+    done_parts = work.existing_parts()
+
+    def emit(writer: OutputWriter) -> None:
+        nonlocal rows, errors, resumed
+        item = pending.popleft()
+        table = item.table(executor)
+        writer.write(table)
+        rows += table.num_rows
+        errors += pc.sum(pc.equal(table.column(columns.STATUS), columns.STATUS_ERROR)).as_py() or 0
+        resumed += table.num_rows if item.resumed else 0
+        if progress is not None:
+            progress(Progress(rows, source.num_rows, errors, time.perf_counter() - clock, resumed))
+
+    if progress is not None:
+        progress(Progress(0, source.num_rows, 0, time.perf_counter() - clock, 0))
+    with OutputWriter(work.final, schema) as writer:
+        for index, chunk in enumerate(source.chunks(batch_size)):
+            digest = chunk_digest(chunk.column(PATH_COLUMN).to_pylist()) if source.kind == "directory" else None
+            task = _ChunkTask(index=index, start=index * batch_size, name=part_name(index, digest), rows=chunk)
+            finished = task.name in done_parts
+            pending.append(_Pending(task, work.parts / task.name, None if finished else executor.submit(task)))
+            while len(pending) > window:
+                emit(writer)
+        while pending:
+            emit(writer)
+    return rows, errors, resumed
+
+
+@dataclass
+class _Pending:
+    """A chunk on its way to the output: its part is on disk, or a worker is making it."""
+
+    task: _ChunkTask
+    part: Path
+    future: Future[int] | None
+    """None when the part was left by an earlier run."""
+
+    @property
+    def resumed(self) -> bool:
+        return self.future is None
+
+    def table(self, executor: _Executor) -> pa.Table:
+        if self.future is not None:
+            _wait(self.future)
+        table = read_part(self.part, self.task.rows.num_rows)
+        if table is None and self.future is None:
+            # A part damaged by something worse than a kill (a power cut): score it again.
+            self.future = executor.submit(self.task)
+            _wait(self.future)
+            table = read_part(self.part, self.task.rows.num_rows)
+        if table is None:
+            raise PneumoBatchError(f"the part just written cannot be read back: {self.part}")
+        return table
+
+
+def _wait(future: Future[int]) -> None:
+    try:
+        future.result()
+    except BrokenProcessPool:
+        raise PneumoBatchError(
+            "a worker process died (out of memory, or a crash while decoding an image); "
+            "run the same command again to resume"
+        ) from None
+
+
+@dataclass(frozen=True)
+class _ChunkContext(RowContext):
+    """What every chunk of a local run shares; sent to each worker once."""
+
+    parts_dir: str
+    scorer_factory: ScorerFactory
+
+
+@dataclass(frozen=True)
+class _ChunkTask:
+    index: int
+    start: int
+    """Row number of the chunk's first row in the input."""
+    name: str
+    """File name of the chunk's part."""
+    rows: pa.Table
+
+
+class _Executor(Protocol):
+    def submit(self, task: _ChunkTask) -> Future[int]: ...
+
+
+class _PoolExecutor:
+    """Worker processes, each loading the model once; see :func:`_process_context` for how they start."""
+
+    def __init__(self, workers: int, context: _ChunkContext) -> None:
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_process_context(),
+            initializer=_init_worker,
+            initargs=(context,),
+        )
+
+    def submit(self, task: _ChunkTask) -> Future[int]:
+        return self._pool.submit(_score_in_worker, task)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _InlineExecutor:
+    """Scores chunks in this process (``workers=0``): for debugging and tiny inputs."""
+
+    def __init__(self, context: _ChunkContext) -> None:
+        self._context = context
+        self._scorer: Predictor | None = None
+
+    def submit(self, task: _ChunkTask) -> Future[int]:
+        future: Future[int] = Future()
+        try:
+            if self._scorer is None:
+                self._scorer = self._context.scorer_factory()
+            future.set_result(_score_and_write(self._context, self._scorer, task))
+        except Exception as error:  # re-raised by future.result(), as a pool would
+            future.set_exception(error)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _executor(workers: int, context: _ChunkContext) -> Iterator[_Executor]:
+    executor: _PoolExecutor | _InlineExecutor = (
+        _InlineExecutor(context) if workers == 0 else _PoolExecutor(workers, context)
+    )
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+#: What the fork server imports once, so that every worker forked from it starts warm.
+_WORKER_PRELOAD = ["pneumo_batch.scoring.engines.local", "ai_edge_litert.interpreter"]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """``forkserver`` where there is one, else ``spawn``; never a plain fork of this (threaded) process.
+
+    The fork server is a fresh, single-threaded process that imports only
+    :data:`_WORKER_PRELOAD`, so workers start in milliseconds and never
+    re-import the caller's ``__main__`` (a CLI with all its commands), which
+    ``spawn`` would do in every worker.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(_WORKER_PRELOAD)
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _warm_up_workers() -> None:
+    """Start the fork server now, so that its imports overlap the caller's set-up."""
+    context = _process_context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+_worker_context: _ChunkContext | None = None
+_worker_scorer: Predictor | None = None
+
+
+def _init_worker(context: _ChunkContext) -> None:
+    global _worker_context
+    _worker_context = context
+
+
+def _score_in_worker(task: _ChunkTask) -> int:
+    global _worker_scorer
+    assert _worker_context is not None, "worker used without its initializer"
+    if _worker_scorer is None:  # here, not in the initializer, so a failure reaches the caller as itself
+        _worker_scorer = _worker_context.scorer_factory()
+    return _score_and_write(_worker_context, _worker_scorer, task)
+
+
+def _score_and_write(context: _ChunkContext, scorer: Predictor, task: _ChunkTask) -> int:
+    """Score a chunk into its part file (written atomically); return its row count."""
+    table = score_rows(context, scorer, task.rows, task.start)
+    storage.write_arrow(Path(context.parts_dir) / task.name, table)
+    return table.num_rows
+
+
+def _describe(factory: ScorerFactory) -> str:
+    if isinstance(factory, TfliteScorerFactory):
+        return f"tflite:{factory.sha256}:{factory.output}"
+    if isinstance(factory, functools.partial):
+        factory = factory.func
+    named = factory if hasattr(factory, "__qualname__") else type(factory)
+    return f"{named.__module__}.{named.__qualname__}"

@@ -1,0 +1,147 @@
+"""The pure per-chunk function: consecutive input rows in, their finished output rows out.
+
+:func:`score_rows` decodes each row's image, scores the decodable ones in
+one call of the model, computes the monitoring features and assembles the
+rows in the output's columns. Every engine scores through it, so their rows,
+statuses, reasons and scores are the same.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pneumo_batch import predictions as columns
+from pneumo_batch.errors import ImageError, ModelError, one_line
+from pneumo_batch.imaging.features import NUMERIC_IMAGE_FEATURES, intensity_features
+from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
+from pneumo_batch.imaging.raster import decode_image
+from pneumo_batch.inputs import ID_COLUMN, PATH_COLUMN, read_file, resolve_path
+from pneumo_batch.scoring.types import Predictor, now
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What :func:`score_rows` needs besides the rows: shared by every chunk of a run, on any engine."""
+
+    base_dir: str
+    """What relative paths are relative to (:attr:`InputSource.base_dir`)."""
+    root: str | None
+    """The real path every image must stay within, or None."""
+    source_column: str
+    schema: pa.Schema
+    """The output's columns (:func:`output_schema`), without key-value metadata."""
+    operating_points: tuple[tuple[str, float], ...]
+    model_sha256: str
+    model_version: str
+    run_id: str
+
+
+def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: int) -> pa.Table:
+    """Decode, score and describe consecutive input rows: their rows of the output, in order.
+
+    ``table`` holds rows as :meth:`InputSource.chunks` yields them (any number,
+    other columns ignored) and ``start`` is the first one's row number in the
+    input (it names rows without an id: ``row-N``). Pure apart from reading
+    the image files: the local and the Ray engine both score through it, so
+    their rows, statuses, reasons and scores are the same.
+    """
+    count = table.num_rows
+    from_paths = context.source_column == PATH_COLUMN
+    sources = table.column(context.source_column).to_pylist()
+    id_column = table.column(ID_COLUMN)
+    if from_paths:
+        shown_column = _joined(context.base_dir, table.column(PATH_COLUMN))
+        shown = shown_column.to_pylist()
+        id_column = pc.coalesce(id_column, pc.if_else(pc.equal(table.column(PATH_COLUMN), ""), None,
+                                                      table.column(PATH_COLUMN)))
+    else:
+        shown_column = table.column(PATH_COLUMN) if PATH_COLUMN in table.column_names else pa.nulls(count, pa.string())
+        shown = []
+    ids = id_column.to_pylist()
+    if id_column.null_count:
+        ids = [f"row-{start + row}" if value is None else value for row, value in enumerate(ids)]
+    pixels = np.zeros((count, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), dtype=np.uint8)
+    ok = np.zeros(count, dtype=bool)
+    errors: list[str | None] = [None] * count
+    widths: list[int | None] = [None] * count
+    heights: list[int | None] = [None] * count
+    modes: list[str | None] = [None] * count
+    formats: list[str | None] = [None] * count
+    root = context.root
+    for row, value in enumerate(sources):
+        try:
+            if value is None:
+                raise ImageError("path is null" if from_paths else "image is null")
+            if from_paths:
+                target = shown[row] if root is None else resolve_path(value, context.base_dir, root)
+                if not value:
+                    raise ImageError("empty path")
+                decoded = decode_image(read_file(target))
+            else:
+                decoded = decode_image(value)
+        except ImageError as error:
+            errors[row] = str(error)
+            continue
+        except Exception as error:  # one bad row must never stop the batch
+            errors[row] = f"unexpected {type(error).__name__}: {one_line(error)}"
+            continue
+        pixels[row] = decoded.pixels
+        ok[row] = True
+        widths[row], heights[row] = decoded.width, decoded.height
+        modes[row], formats[row] = decoded.mode, decoded.format
+
+    failed = ~ok
+    scores = np.zeros(count, dtype=np.float32)
+    features = {name: np.zeros(count, dtype=np.float32) for name in NUMERIC_IMAGE_FEATURES}
+    good = int(ok.sum())
+    if good:
+        stack = pixels[ok]
+        predicted = np.asarray(scorer.predict(pixels_to_model_input(stack)), dtype=np.float32).reshape(-1)
+        if predicted.shape != (good,):
+            raise ModelError(f"the model returned {predicted.shape[0]} scores for {good} images")
+        scores[ok] = predicted
+        for name, values in intensity_features(stack).items():
+            features[name][ok] = values
+
+    width_array = pa.array(widths, pa.int32())
+    height_array = pa.array(heights, pa.int32())
+    aspect = pc.cast(pc.divide(pc.cast(width_array, pa.float64()), pc.cast(height_array, pa.float64())), pa.float32())
+    scored_at = pa.scalar(now(), pa.timestamp("us", tz="UTC"))
+    points = context.operating_points
+    arrays: list[pa.Array] = [
+        pa.array(ids, pa.string()),
+        shown_column.combine_chunks() if isinstance(shown_column, pa.ChunkedArray) else shown_column,
+        pc.if_else(pa.array(ok), columns.STATUS_OK, columns.STATUS_ERROR),
+        pa.array(errors, pa.string()),
+        pa.array(scores, mask=failed),
+        *(pa.array(scores.astype(np.float64) >= threshold, mask=failed) for _, threshold in points),
+        *(pa.repeat(pa.scalar(threshold, pa.float64()), count) for _, threshold in points),
+        pa.repeat(pa.scalar(context.model_sha256, pa.string()), count),
+        pa.repeat(pa.scalar(context.model_version, pa.string()), count),
+        pa.repeat(pa.scalar(context.run_id, pa.string()), count),
+        pa.repeat(scored_at, count),
+        *(pa.array(features[name], mask=failed) for name in NUMERIC_IMAGE_FEATURES),
+        width_array,
+        height_array,
+        aspect,
+        pa.array(modes, pa.string()),
+        pa.array(formats, pa.string()),
+    ]
+    passthrough = context.schema.names[len(arrays) :]
+    arrays += [table.column(name).combine_chunks() for name in passthrough]
+    return pa.Table.from_arrays(arrays, schema=context.schema)
+
+
+def _joined(base_dir: str, paths: pa.ChunkedArray) -> pa.Array:
+    """``os.path.join(base_dir, path)`` for a column of paths, at once (nulls stay null)."""
+    if os.sep != "/" or os.altsep:
+        values = paths.to_pylist()
+        return pa.array([None if value is None else os.path.join(base_dir, value) for value in values], pa.string())
+    prefix = base_dir if base_dir.endswith("/") else base_dir + "/"
+    combined = paths.combine_chunks()
+    return pc.if_else(pc.starts_with(combined, "/"), combined, pc.binary_join_element_wise(prefix, combined, ""))
