@@ -119,6 +119,7 @@ def _assert_same_rows(ray_rows: pd.DataFrame, local_rows: pd.DataFrame) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_manifest_with_broken_rows_matches_the_local_engine_row_by_row(ray_instance, mixed_manifest, tiny_tflite_model, tmp_path):
     root = mixed_manifest.parent
     local = _local(mixed_manifest, tmp_path / "local.parquet", model=tiny_tflite_model, root=root)
@@ -148,6 +149,7 @@ def test_manifest_with_broken_rows_matches_the_local_engine_row_by_row(ray_insta
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_directory_and_image_bytes_inputs_match_the_local_engine(ray_instance, exported_test_split, tiny_tflite_model, tmp_path):
     folder = tmp_path / "incoming"
     shutil.copytree(exported_test_split.parent / "images", folder / "a")
@@ -189,6 +191,7 @@ class KillFirstWorkerScorer:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_worker_that_dies_is_retried_and_no_row_is_lost_or_doubled(ray_instance, mixed_manifest, score_fake_model, tmp_path):
     marker = tmp_path / "killed"
     local = _local(mixed_manifest, tmp_path / "local.parquet", model=score_fake_model, scorer_factory=make_fake_scorer)
@@ -200,6 +203,7 @@ def test_a_worker_that_dies_is_retried_and_no_row_is_lost_or_doubled(ray_instanc
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_cli_score_writes_a_folder_that_monitoring_reads_and_a_rerun_replaces(ray_instance, mixed_manifest, tiny_tflite_model, tmp_path):
     out = tmp_path / "predictions"
     args = ["score", str(mixed_manifest), "--out", str(out), "--model", str(tiny_tflite_model), "--engine", "ray",
@@ -215,6 +219,7 @@ def test_cli_score_writes_a_folder_that_monitoring_reads_and_a_rerun_replaces(ra
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_nightly_on_ray_publishes_a_folder_partition(ray_instance, exported_test_split, shipped_default_model, tmp_path):
     result = CliRunner().invoke(app, ["nightly", "--input", str(exported_test_split), "--output-root", str(tmp_path),
                                       "--date", "2026-11-20", "--engine", "ray"])
@@ -228,6 +233,7 @@ def test_nightly_on_ray_publishes_a_folder_partition(ray_instance, exported_test
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_an_empty_input_writes_one_empty_part_with_the_schema(ray_instance, tiny_tflite_model, tmp_path):
     (tmp_path / "empty").mkdir()
     summary = score_batch_on_ray(tmp_path / "empty", tmp_path / "out", model=tiny_tflite_model)
@@ -272,6 +278,7 @@ class WrongCountScorer:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_model_error_in_an_actor_reaches_the_caller_as_itself(ray_instance, mixed_manifest, score_fake_model, tmp_path):
     with pytest.raises(ModelError, match=r"^the model returned (\d+) scores for \d+ images$"):
         score_batch_on_ray(mixed_manifest, tmp_path / "out", model=score_fake_model, scorer_factory=WrongCountScorer,

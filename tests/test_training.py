@@ -18,6 +18,9 @@ from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.training import MAX_QUANTIZATION_AUC_LOSS, PRESETS, choose_variant, convert_variants, fit_model
 from pneumo_batch.training.fit import _class_weights
 
+#: Every test here trains (a tiny network, but TensorFlow's start-up and a few epochs take a while).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny_model(dataset_path, tmp_path_factory):
