@@ -74,27 +74,18 @@ def run_evidently(
     balance_method = {c: categorical_method(balance_alpha) for c in balance_columns}
     balance_threshold = {c: rules.categorical_effect for c in balance_columns}
 
-    items = []
     drift_all = numeric + categorical
-    if drift_all:
+    items = [
         # drift_share below 1/m: the data set counts as drifted when any one column drifted
-        items.append(
-            DataDriftPreset(
-                columns=drift_all,
-                per_column_method=drift_method,
-                per_column_threshold=drift_threshold,
-                drift_share=0.5 / len(drift_all),
-            )
+        DataDriftPreset(
+            columns=columns, per_column_method=method, per_column_threshold=threshold, drift_share=0.5 / len(columns)
         )
-    if balance_columns:
-        items.append(
-            DataDriftPreset(
-                columns=balance_columns,
-                per_column_method=balance_method,
-                per_column_threshold=balance_threshold,
-                drift_share=0.5 / len(balance_columns),
-            )
+        for columns, method, threshold in (
+            (drift_all, drift_method, drift_threshold),
+            (balance_columns, balance_method, balance_threshold),
         )
+        if columns
+    ]
     used = drift_all + balance_columns
     definition = DataDefinition(
         numerical_columns=numeric,

@@ -20,7 +20,9 @@ from pneumo_batch.errors import ImageError, ModelError, one_line
 from pneumo_batch.imaging.features import NUMERIC_IMAGE_FEATURES, intensity_features
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
 from pneumo_batch.imaging.raster import decode_image
-from pneumo_batch.inputs import ID_COLUMN, PATH_COLUMN, read_file, resolve_path
+from pneumo_batch.inputs import ID_COLUMN, PATH_COLUMN, InputSource, read_file, resolve_path
+from pneumo_batch.model import ModelArtifact
+from pneumo_batch.predictions import output_schema
 from pneumo_batch.scoring.types import Predictor, now
 
 
@@ -39,6 +41,21 @@ class RowContext:
     model_sha256: str
     model_version: str
     run_id: str
+
+    @classmethod
+    def for_run(cls, source: InputSource, artifact: ModelArtifact, *, root: str | None, run_id: str) -> RowContext:
+        """The context of a run of ``artifact`` over ``source``: its output columns and thresholds."""
+        points = tuple((point.name, point.threshold) for point in artifact.operating_points)
+        return cls(
+            base_dir=str(source.base_dir),
+            root=root,
+            source_column=source.source_column,
+            schema=output_schema([name for name, _ in points], source.passthrough),
+            operating_points=points,
+            model_sha256=artifact.variant_sha256(),
+            model_version=artifact.version,
+            run_id=run_id,
+        )
 
 
 def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: int) -> pa.Table:

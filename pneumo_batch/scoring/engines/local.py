@@ -38,7 +38,6 @@ from pneumo_batch import predictions as columns
 from pneumo_batch.errors import InputError, PneumoBatchError
 from pneumo_batch.inputs import PATH_COLUMN, InputSource, chunk_digest, open_input
 from pneumo_batch.model import ModelArtifact, load_model
-from pneumo_batch.predictions import output_schema
 from pneumo_batch.scoring import (
     Predictor,
     Progress,
@@ -78,8 +77,7 @@ class LocalEngine:
         factory = request.scorer_factory or TfliteScorerFactory(
             artifact.variant_path(), artifact.variant_sha256(), artifact.output
         )
-        points = tuple((point.name, point.threshold) for point in artifact.operating_points)
-        schema = output_schema([name for name, _ in points], source.passthrough)
+        base = RowContext.for_run(source, artifact, root=root_real, run_id="")
         fingerprint = {
             "work_format": WORK_FORMAT,
             "pneumo_batch": __version__,
@@ -88,21 +86,12 @@ class LocalEngine:
             "batch_size": request.batch_size,
             "model_sha256": artifact.variant_sha256(),
             "model_version": artifact.version,
-            "operating_points": dict(points),
+            "operating_points": dict(base.operating_points),
             "scorer": _describe(factory),
         }
         with WorkDir.open(out_path, fingerprint) as work:
             context = _ChunkContext(
-                base_dir=str(source.base_dir),
-                root=root_real,
-                source_column=source.source_column,
-                schema=schema,
-                operating_points=points,
-                model_sha256=artifact.variant_sha256(),
-                model_version=artifact.version,
-                run_id=work.run_id,
-                parts_dir=str(work.parts),
-                scorer_factory=factory,
+                **{**vars(base), "run_id": work.run_id}, parts_dir=str(work.parts), scorer_factory=factory
             )
             metadata = run_metadata(
                 artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
@@ -110,7 +99,7 @@ class LocalEngine:
             )
             with _executor(worker_count, context) as executor:
                 rows, errors, resumed = _run(
-                    source, request.batch_size, work, executor, schema.with_metadata(metadata),
+                    source, request.batch_size, work, executor, context.schema.with_metadata(metadata),
                     window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
                 )
             os.replace(work.final, out_path)

@@ -72,7 +72,6 @@ from pneumo_batch import storage
 from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, one_line, require
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
-from pneumo_batch.predictions import output_schema
 from pneumo_batch.scoring import (
     PartWriter,
     Predictor,
@@ -150,25 +149,14 @@ def _score(
     root_real = check_root(root)
     out_path = check_out_folder(out_dir, source)
     artifact = model if isinstance(model, ModelArtifact) else load_model(model)
-    points = tuple((point.name, point.threshold) for point in artifact.operating_points)
-    schema = output_schema([name for name, _ in points], source.passthrough)
+    run_id, started_at = uuid.uuid4().hex, now().isoformat()
+    context = RowContext.for_run(source, artifact, root=root_real, run_id=run_id)
+    schema = context.schema
     if ROW_NUMBER_COLUMN in source.passthrough.names:
         raise InputError(f"manifest column {ROW_NUMBER_COLUMN!r} is reserved for the Ray engine; rename it")
     model_content = None if scorer_factory is not None else _read_model(artifact)
     if scorer_factory is not None:
         scorer_factory()  # fail here, with the real error, rather than inside every actor
-    run_id, started_at = uuid.uuid4().hex, now().isoformat()
-    context = RowContext(
-        base_dir=str(source.base_dir),
-        root=root_real,
-        source_column=source.source_column,
-        schema=schema,
-        operating_points=points,
-        model_sha256=artifact.variant_sha256(),
-        model_version=artifact.version,
-        run_id=run_id,
-    )
-
     staging = out_path.with_name(f".{out_path.name}.ray-{run_id[:8]}")
     staging.mkdir()
     try:
