@@ -51,3 +51,27 @@ def require(module: str, extra: str) -> None:
 def one_line(error: BaseException) -> str:
     """An exception's message on one line of at most 300 characters (its type name when it has none)."""
     return (" ".join(str(error).split()) or type(error).__name__)[:300]
+
+
+class PacsError(PneumoBatchError):
+    """The PACS link failed (issue 17); messages name the PACS base URL, never a credential."""
+
+
+class PacsConfigError(PacsError):
+    """A PACS URL, study date or credentials source is malformed or unsafe (exit code 2)."""
+
+
+class PacsUnavailableError(PacsError):
+    """The PACS cannot be reached (connection refused, timeouts, 5xx) after the retries (exit code 6).
+
+    Raised before anything is written when the PACS is down at the start; mid-run,
+    what was finished stays in the work folder and a rerun resumes from it.
+    """
+
+
+class PacsAuthError(PacsError):
+    """The PACS refused our credentials (HTTP 401 or 403) (exit code 2)."""
+
+
+class PacsStoreError(PacsError):
+    """The PACS did not accept a STOW-RS store of our reports (exit code 1)."""

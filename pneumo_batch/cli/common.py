@@ -14,6 +14,9 @@ from pneumo_batch.errors import (
     JobLockedError,
     MissingDependencyError,
     ModelError,
+    PacsAuthError,
+    PacsConfigError,
+    PacsUnavailableError,
     PneumoBatchError,
 )
 
@@ -32,6 +35,8 @@ class ExitCode(IntEnum):
     """Monitoring raised a drift or class-balance alert (``monitor --fail-on-drift``, ``nightly``)."""
     LOCKED = 5
     """Another run holds the lock on this output root; nothing was touched."""
+    PACS_UNAVAILABLE = 6
+    """The PACS could not be reached (at the start: nothing written; mid-run: the rerun resumes)."""
 
 
 _CODES: dict[type[PneumoBatchError], ExitCode] = {
@@ -40,6 +45,9 @@ _CODES: dict[type[PneumoBatchError], ExitCode] = {
     ModelError: ExitCode.USAGE,
     MissingDependencyError: ExitCode.USAGE,
     JobLockedError: ExitCode.LOCKED,
+    PacsConfigError: ExitCode.USAGE,
+    PacsAuthError: ExitCode.USAGE,
+    PacsUnavailableError: ExitCode.PACS_UNAVAILABLE,
 }
 
 

@@ -1,0 +1,204 @@
+"""A DICOM Structured Report per in-scope film, built from highdicom's typed templates.
+
+The report is a TID 1500 Measurement Report in a Comprehensive SR: one
+measurement group that references the source image and carries the finding
+("pneumonia suspected" / "pneumonia not suspected" at the screening
+operating point), the score, the threshold and the operating point's
+validated sensitivity and specificity, identified by the model's name and
+version (TID 4019 Algorithm Identification), plus "screening aid, not a
+diagnosis". highdicom copies the patient and study modules from the source
+(the evidence), so the PACS files the SR in the source's study; nothing of
+those modules ever reaches our own outputs.
+
+UIDs are derived (``2.25.`` + a hash) from the source UIDs and the model's
+name and version, so a rerun rebuilds the same SR instance and the PACS
+keeps one copy. Out-of-scope films get no report: callers only build one
+for a film that has a decision.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import highdicom
+    import pydicom
+
+#: Local codes (a "99" coding scheme is private by DICOM's rules) where no
+#: standard code says exactly what we mean.
+CODING_SCHEME = "99PNEUMOBATCH"
+DISCLAIMER = "screening aid, not a diagnosis"
+SR_SERIES_NUMBER = 9917
+SR_SERIES_DESCRIPTION = f"AI pneumonia screening: {DISCLAIMER}"  # LO: at most 64 characters
+MANUFACTURER = "pneumo-batch"
+SUSPECTED_MEANING = "pneumonia suspected"
+NOT_SUSPECTED_MEANING = "pneumonia not suspected"
+#: Fixed forever: changing it would change every report's UID and duplicate SRs in the PACS.
+_UID_NAMESPACE = uuid.UUID("8f1d6a52-3c1e-5b8a-9a43-2f6c0d7e4b19")
+#: Attributes highdicom reads from the evidence to fill the SR's patient and
+#: study modules; DICOM lets a source leave them out (type 2), we then copy them empty.
+_PATIENT_STUDY_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
+                        "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ValidatedOperatingPoint:
+    """An operating point with the sensitivity and specificity measured on validation data."""
+
+    name: str
+    threshold: float
+    sensitivity: float
+    specificity: float
+
+
+@dataclass(frozen=True)
+class ReportUids:
+    series: str
+    sop_instance: str
+    tracking: str
+    device: str
+
+
+def report_uids(source: pydicom.Dataset, model: ModelIdentity) -> ReportUids:
+    """Deterministic UIDs: the same source and model version always give the same SR.
+
+    The series is per (source series, model), so the SRs of one source series
+    land in one SR series; the SOP instance is per (source instance, model).
+    """
+
+    def derived(*parts: str) -> str:
+        # A name-based (RFC 4122 version 5) UUID as a 2.25 UID (PS3.5 B.2).
+        # Not pydicom's generate_uid(prefix=None, entropy_srcs=...): with no
+        # prefix it ignores entropy_srcs and returns a random uuid4.
+        name = "\x1f".join((model.name, model.version, *parts))
+        return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
+
+    return ReportUids(
+        series=derived("sr-series", str(source.SeriesInstanceUID)),
+        sop_instance=derived("sr-instance", str(source.SOPInstanceUID)),
+        tracking=derived("tracking", str(source.SOPInstanceUID)),
+        device=derived("device"),
+    )
+
+
+def build_screening_report(
+    source: pydicom.Dataset,
+    score: float,
+    model: ModelIdentity,
+    operating_point: ValidatedOperatingPoint,
+) -> highdicom.sr.ComprehensiveSR:
+    """The SR for one in-scope film scored ``score``; suspected when ``score >= threshold``."""
+    import highdicom as hd
+
+    evidence = _evidence_header(source)
+    uids = report_uids(evidence, model)
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=model.name,
+        version=model.version,
+        manufacturer=MANUFACTURER,
+        parameters=[
+            f"operating point: {operating_point.name}",
+            f"threshold: {operating_point.threshold:.6g} (chosen on validation data)",
+            DISCLAIMER,
+        ],
+    )
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.tracking, identifier="pneumonia screening"),
+        finding_type=_code("233604007", "Pneumonia", scheme="SCT"),
+        algorithm_id=algorithm,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(evidence)],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=_code("PNFINDING", f"finding at the {operating_point.name} operating point"),
+                value=_finding_code(score >= operating_point.threshold),
+            ),
+            hd.sr.QualitativeEvaluation(
+                name=_code("PNUSE", "intended use"), value=_code("PNAIDONLY", DISCLAIMER)
+            ),
+        ],
+        measurements=[
+            _fraction("PNSCORE", "pneumonia score", score, algorithm),
+            _fraction("PNTHRESH", f"{operating_point.name} operating point threshold", operating_point.threshold),
+            _fraction("PNVALSENS", "validated sensitivity at the operating point", operating_point.sensitivity),
+            _fraction("PNVALSPEC", "validated specificity at the operating point", operating_point.specificity),
+        ],
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=uids.device, name=model.name, manufacturer_name=MANUFACTURER, model_name=model.version
+        ),
+    )
+    content = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=_code("399208008", "Plain X-ray of chest", scheme="SCT"),
+        imaging_measurements=[group],
+    )
+    return hd.sr.ComprehensiveSR(
+        evidence=[evidence],
+        content=content[0],
+        series_instance_uid=uids.series,
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=uids.sop_instance,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        series_description=SR_SERIES_DESCRIPTION,
+    )
+
+
+def read_finding(report: pydicom.Dataset) -> tuple[str, str]:
+    """(finding meaning, referenced SOP Instance UID) of a report we built; for checks and tests."""
+    import highdicom as hd
+
+    sr = hd.sr.ComprehensiveSR.from_dataset(report)
+    group = sr.content.get_image_measurement_groups()[0]
+    finding = next(item for item in group.get_qualitative_evaluations() if item.name.value == "PNFINDING")
+    return str(finding.value.meaning), str(group.source_images[0].referenced_sop_instance_uid)
+
+
+def _evidence_header(source: pydicom.Dataset) -> pydicom.Dataset:
+    """The source's header without its pixels: all highdicom needs, and small to keep."""
+    import pydicom
+
+    header = pydicom.Dataset()
+    for element in source:
+        if element.tag.group < 0x7FE0:  # stop before Pixel Data and its kin
+            header.add(element)
+    for keyword in _PATIENT_STUDY_TYPE2:
+        if keyword not in header:
+            setattr(header, keyword, None)
+    return header
+
+
+def _code(value: str, meaning: str, *, scheme: str = CODING_SCHEME) -> highdicom.sr.CodedConcept:
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def _finding_code(suspected: bool) -> highdicom.sr.CodedConcept:
+    if suspected:
+        return _code("PNSUSP", SUSPECTED_MEANING)
+    return _code("PNNOTSUSP", NOT_SUSPECTED_MEANING)
+
+
+def _fraction(
+    value: str, meaning: str, number: float, algorithm: highdicom.sr.AlgorithmIdentification | None = None
+) -> highdicom.sr.Measurement:
+    import highdicom as hd
+
+    return hd.sr.Measurement(
+        name=_code(value, meaning),
+        value=float(number),
+        unit=hd.sr.CodedConcept(value="1", scheme_designator="UCUM", meaning="no units"),
+        algorithm_id=algorithm,
+    )
