@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from PIL import Image
 
+from pneumo_batch import storage
 from pneumo_batch.dataset import LABEL_NAMES, PneumoniaMNIST
 
 MANIFEST_FILE = "manifest.parquet"
@@ -53,5 +55,7 @@ def export_split(
     manifest = out_dir / MANIFEST_FILE
     frame = pd.DataFrame(rows, columns=["image_id", "path", "label", "label_name", "split", "index"])
     frame = frame.astype({"label": np.int8, "index": np.int64})
-    frame.to_parquet(manifest, index=False)
+    # Written last and atomically: a manifest exists only once every image it lists does.
+    # (The images themselves are plain writes; an export cut short is simply run again.)
+    storage.write_parquet(manifest, pa.Table.from_pandas(frame, preserve_index=False))
     return manifest
