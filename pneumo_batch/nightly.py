@@ -8,6 +8,7 @@ Spark and Ray read the whole history as one dataset)::
       reports/date=YYYY-MM-DD/{summary.json, report.html, report.json, class_balance.csv}
       workspace/            Evidently workspace, one snapshot per run
       logs/nightly-YYYY-MM-DD.log
+      metrics/pneumo_batch.prom   Prometheus textfile (or ``metrics_dir``), rewritten by every run
       .nightly.lock         held (flock) while a run is active
 
 A run builds the new partition under a dot-prefixed staging folder (which
@@ -23,14 +24,14 @@ import shutil
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date as Date
 from pathlib import Path
 from typing import Any
 
-from pneumo_batch import storage
+from pneumo_batch import prometheus, storage
 from pneumo_batch.errors import InputError
 from pneumo_batch.locking import exclusive_run
 from pneumo_batch.model import ModelArtifact, load_model
@@ -57,6 +58,8 @@ class NightlyOptions:
     """``ray`` scores on Ray Data; the partition is then a folder of part files (and ``workers`` sizes a local Ray)."""
     ray_address: str | None = None
     """With the Ray engine: the cluster to join; default a local Ray instance."""
+    metrics_dir: Path | None = None
+    """Folder of the Prometheus textfile ``pneumo_batch.prom``; default ``OUTPUT_ROOT/metrics``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", Engine.parse(self.engine))
@@ -103,7 +106,8 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
     """
     started = time.perf_counter()
     root = options.output_root
-    with exclusive_run(root), _log_file(root / "logs" / f"nightly-{options.date.isoformat()}.log"):
+    log = root / "logs" / f"nightly-{options.date.isoformat()}.log"
+    with exclusive_run(root), _log_file(log), _metrics_file(options, started) as record_success:
         logger.info("nightly %s: input %s, output root %s", options.date, options.input, root)
         artifact = load_model(options.model)
         reference, metadata = resolve_reference(artifact.directory)
@@ -140,8 +144,63 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
             monitoring=monitoring,
             seconds=time.perf_counter() - started,
         )
+        record_success(result)
         logger.log(logging.WARNING if result.needs_attention else logging.INFO, "%s", result.summary_line())
     return result
+
+
+@contextmanager
+def _metrics_file(options: NightlyOptions, started: float) -> Iterator[Callable[[NightlyResult], None]]:
+    """Rewrite the Prometheus textfile when the run ends, successful or not (a failed night can page someone).
+
+    Yields the function that records the finished night; a run that never
+    calls it is written as failed. A metrics write that fails is logged and
+    never fails the night.
+    """
+    finished: list[NightlyResult] = []
+    try:
+        yield finished.append
+    finally:
+        run = run_metrics(finished[0] if finished else None, finished_at=time.time(),
+                          duration_seconds=time.perf_counter() - started)
+        try:
+            prometheus.write_run_metrics(prometheus.metrics_path(options.output_root, options.metrics_dir), run)
+        except InputError as error:
+            logger.error("%s", error)
+
+
+def run_metrics(result: NightlyResult | None, *, finished_at: float, duration_seconds: float) -> prometheus.RunMetrics:
+    """What Prometheus gets from a night (``None``: the run failed)."""
+    if result is None:
+        return prometheus.RunMetrics(finished_at=finished_at, success=False, duration_seconds=duration_seconds)
+    summary = result.monitoring
+    screening = [share.count for share in summary.class_balance if share.name == "screening"]
+    # issue 15's summary fields; read defensively so older summaries still report
+    prevalence = getattr(summary, "prevalence_estimate", None)
+    return prometheus.RunMetrics(
+        finished_at=finished_at,
+        success=True,
+        duration_seconds=duration_seconds,
+        rows_by_status={"ok": result.scoring.rows - result.scoring.errors, "error": result.scoring.errors},
+        out_of_scope=getattr(summary, "n_out_of_scope", None),
+        screening_positives=screening[0] if screening else None,
+        prevalence_estimate=_part(prevalence, "value"),
+        prevalence_low=_part(prevalence, "low"),
+        prevalence_high=_part(prevalence, "high"),
+        training_prevalence=_part(prevalence, "training"),
+        alerts={
+            "drift": summary.drift_detected,
+            "class_balance": summary.class_balance_alert,
+            "out_of_scope": bool(getattr(summary, "out_of_scope_alert", False)),
+            "performance": summary.performance_alert,
+        },
+    )
+
+
+def _part(value: Any, key: str) -> float | None:
+    """``value[key]`` or ``value.key`` as a float, ``None`` when absent."""
+    found = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+    return None if found is None else float(found)
 
 
 def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scorer_factory: ScorerFactory | None) -> ScoreSummary:
@@ -203,7 +262,7 @@ def _log_file(path: Path) -> Iterator[None]:
 
 
 CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
-_PATH_KEYS = ("input", "output_root", "model", "root", "workspace")
+_PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir")
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -44,6 +44,11 @@ def nightly(
         str | None,
         typer.Option(metavar="ADDRESS", help="With --engine ray: the cluster to join (default: a local Ray instance).", show_default=False),
     ] = None,
+    metrics_dir: Annotated[
+        Path | None,
+        typer.Option(metavar="FOLDER", help="Folder for the Prometheus textfile pneumo_batch.prom, e.g. node_exporter's "
+                     "textfile collector (default: OUTPUT_ROOT/metrics).", show_default=False),
+    ] = None,
     quiet: Annotated[
         bool | None,
         typer.Option("--quiet/--verbose", help="Print only warnings, and the summary only when someone needs to look.", show_default=False),
@@ -64,7 +69,7 @@ def nightly(
         given = {
             "input": input_path, "output_root": output_root, "model": model, "workers": workers,
             "batch_size": batch_size, "root": root, "workspace": workspace, "quiet": quiet,
-            "engine": engine, "ray_address": ray_address,
+            "engine": engine, "ray_address": ray_address, "metrics_dir": metrics_dir,
             "date": parse_date(date) if date else None,
         }
         settings.update({key: value for key, value in given.items() if value is not None})
