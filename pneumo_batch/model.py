@@ -3,8 +3,13 @@
 A model directory holds the ``.tflite`` variants, ``metadata.json`` (input
 contract, labels, operating points and how they were chosen, quantization,
 dataset checksum, metrics, code version, sha256 of every model file), plots,
-``MODEL_CARD.md`` and ``reference_profile.parquet`` (the training data's
-per-image features and scores, the reference for drift monitoring).
+``MODEL_CARD.md``, ``reference_profile.parquet`` (the training data's
+per-image features and scores, the reference for drift monitoring) and,
+when it has a scope gate (:mod:`pneumo_batch.scope.gate`), ``scope_gate.npz``
+plus ``model_int8_features.tflite``: the deployed variant with its hidden
+activations as extra outputs, which scoring then runs instead (same weights,
+bit-identical logit), so one interpreter call gives the score and the gate's
+features.
 
 Training writes it with :func:`write_metadata`; everything else reads it with
 :func:`load_model`. Scoring runs the ``.tflite`` files through LiteRT
@@ -18,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,12 +31,17 @@ from pneumo_batch import storage
 from pneumo_batch.errors import ModelError
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
 
+if TYPE_CHECKING:
+    from pneumo_batch.scope.gate import ScopeGate
+
 METADATA_FILE = "metadata.json"
 REFERENCE_PROFILE_FILE = "reference_profile.parquet"
 FORMAT_VERSION = 1
 MODEL_ENV = "PNEUMO_BATCH_MODEL"
 #: The file in a models folder that names its default model directory.
 DEFAULT_POINTER_FILE = "DEFAULT"
+#: The metadata entry describing the scope gate (absent: the directory has none).
+SCOPE_GATE_KEY = "scope_gate"
 
 #: The interpreter always runs on blocks of this many images (the last one
 #: padded), so a score never depends on how the caller batches its rows.
@@ -89,8 +99,37 @@ class ModelArtifact:
         """What the network emits: ``logit`` (sigmoid applied by the scorer) or ``probability``."""
         return str(self.metadata.get("output", "probability"))
 
+    @property
+    def scope_gate_entry(self) -> dict[str, Any] | None:
+        """The metadata's description of the scope gate, or None when the directory has none."""
+        entry = self.metadata.get(SCOPE_GATE_KEY)
+        return dict(entry) if entry else None
+
+    def scope_gate(self) -> ScopeGate | None:
+        """The pixel scope gate fitted for this model, or None when the directory has none."""
+        entry = self.scope_gate_entry
+        if entry is None:
+            return None
+        from pneumo_batch.scope.gate import read_gate
+
+        return read_gate(self.directory / entry["file"])
+
+    def scoring_file(self) -> tuple[Path, str]:
+        """The ``.tflite`` scoring runs and its sha256: the features copy when there is a gate, else the variant.
+
+        Both give the same logit bit for bit, so ``p_pneumonia`` does not
+        depend on which one ran.
+        """
+        entry = self.scope_gate_entry
+        if entry is None:
+            return self.variant_path(), self.variant_sha256()
+        features = entry["features_model"]
+        return self.directory / features["file"], str(features["sha256"])
+
     def scorer(self, variant: str | None = None, num_threads: int = 1) -> Scorer:
-        return Scorer(self.variant_path(variant).read_bytes(), output=self.output, num_threads=num_threads)
+        """A LiteRT scorer of ``variant`` (default: what scoring runs, see :meth:`scoring_file`)."""
+        path = self.scoring_file()[0] if variant is None else self.variant_path(variant)
+        return Scorer(path.read_bytes(), output=self.output, num_threads=num_threads)
 
 
 def load_model(directory: str | Path | None = None, *, verify: bool = True) -> ModelArtifact:
@@ -109,13 +148,25 @@ def load_model(directory: str | Path | None = None, *, verify: bool = True) -> M
         raise ModelError(f"{model_dir}: model input size {metadata['input'].get('size')} is not {MODEL_INPUT_SIZE}")
     artifact = ModelArtifact(directory=model_dir, metadata=metadata)
     if verify:
-        path = artifact.variant_path()
-        if not path.is_file():
-            raise ModelError(f"model file missing: {path}")
-        actual = file_sha256(path)
-        if actual != artifact.variant_sha256():
-            raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {artifact.variant_sha256()}")
+        files = [(artifact.variant_path(), artifact.variant_sha256())]
+        gate = artifact.scope_gate_entry
+        if gate is not None:
+            features = gate["features_model"]
+            if features.get("of_sha256") != artifact.variant_sha256():
+                raise ModelError(f"{model_dir}: the scope gate was fitted for another model file; refit it (fit-scope)")
+            files += [(model_dir / gate["file"], str(gate["sha256"])), (model_dir / features["file"], str(features["sha256"]))]
+        for path, expected in files:
+            verify_file(path, expected)
     return artifact
+
+
+def verify_file(path: Path, expected_sha256: str) -> None:
+    """Raise :class:`ModelError` unless ``path`` exists with this sha256."""
+    if not path.is_file():
+        raise ModelError(f"model file missing: {path}")
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {expected_sha256}")
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:
@@ -172,6 +223,17 @@ def shipped_models_dirs() -> list[Path]:
     return [package / "_models", package.parent / "models"]
 
 
+@dataclass(frozen=True)
+class NetworkOutput:
+    """What one interpreter call gives for a stack of images."""
+
+    probabilities: np.ndarray
+    """float32 (N,): exactly what :meth:`Scorer.predict` returns."""
+    features: np.ndarray
+    """float32 (N, F): per-channel mean of each extra output (the ReLU layers of a features
+    model), layers concatenated in graph order; (N, 0) for a model without extra outputs."""
+
+
 class Scorer:
     """Runs one ``.tflite`` model through the LiteRT interpreter.
 
@@ -179,7 +241,10 @@ class Scorer:
     the tensors' own parameters, so every variant takes the float input of
     :func:`pneumo_batch.imaging.preprocess.pixels_to_model_input` and returns
     probabilities; a network that emits a logit gets its sigmoid here, in
-    float32.
+    float32. A model with extra outputs (the features copy a scope gate
+    brings, :func:`pneumo_batch.scope.network.add_feature_outputs`) gives
+    their per-channel means from the same call
+    (:meth:`predict_with_features`); its first output is the score.
     """
 
     def __init__(self, model_content: bytes, output: str = "probability", num_threads: int = 1) -> None:
@@ -199,25 +264,44 @@ class Scorer:
         )
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._output, *self._layers = self._interpreter.get_output_details()
+        self.feature_count = sum(int(layer["shape"][-1]) for layer in self._layers)
 
     def predict(self, model_input: np.ndarray) -> np.ndarray:
         """Probabilities of pneumonia, float32 (N,), for float input (N, 28, 28, 1)."""
+        return self.predict_with_features(model_input, features=False).probabilities
+
+    def predict_with_features(self, model_input: np.ndarray, *, features: bool = True) -> NetworkOutput:
+        """Probabilities and per-channel feature means from one call per block of 64 images."""
         count = len(model_input)
         scores = np.empty(count, dtype=np.float32)
+        means = np.empty((count, self.feature_count if features else 0), dtype=np.float32)
         for start in range(0, count, INFERENCE_BLOCK):
             block = model_input[start : start + INFERENCE_BLOCK]
-            scores[start : start + len(block)] = self._predict_block(block)
-        return scores
+            scores[start : start + len(block)], means[start : start + len(block)] = self._run_block(block, features)
+        return NetworkOutput(probabilities=scores, features=means)
 
-    def _predict_block(self, block: np.ndarray) -> np.ndarray:
+    def _run_block(self, block: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray]:
         padded = np.zeros((INFERENCE_BLOCK, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 1), dtype=np.float32)
         padded[: len(block)] = block
         self._interpreter.set_tensor(self._input["index"], _quantize(padded, self._input))
         self._interpreter.invoke()
         output = _dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
         values = output.reshape(INFERENCE_BLOCK, -1)[: len(block), -1]
-        return sigmoid(values) if self._output_is_logit else values
+        layers = self._layers if features else []
+        means = [_channel_means(self._interpreter.get_tensor(layer["index"]), layer) for layer in layers]
+        stacked = np.concatenate(means, axis=1)[: len(block)] if means else np.empty((len(block), 0), np.float32)
+        return (sigmoid(values) if self._output_is_logit else values), stacked
+
+
+def _channel_means(activation: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Per-channel spatial mean of an (N, H, W, C) activation, dequantized after averaging (exact int sums)."""
+    flat = activation.reshape(activation.shape[0], -1, activation.shape[-1])
+    if activation.dtype == np.float32:
+        return flat.mean(axis=1)
+    scale, zero_point = detail["quantization"]
+    totals = flat.sum(axis=1, dtype=np.int32).astype(np.float32)
+    return (totals / np.float32(flat.shape[1]) - np.float32(zero_point)) * np.float32(scale)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ COMMANDS = sorted(command.name for command in app.registered_commands)
 
 
 def test_every_command_is_registered():
-    assert COMMANDS == ["export-images", "monitor", "nightly", "score", "train"]
+    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

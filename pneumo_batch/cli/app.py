@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pneumo_batch import __version__
-from pneumo_batch.cli import export_images, monitor, nightly, score, train
+from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train
 
 app = typer.Typer(
     name="pneumo-batch",
@@ -21,6 +21,7 @@ app.command("score")(score.score)
 app.command("monitor")(monitor.monitor)
 app.command("nightly")(nightly.nightly)
 app.command("export-images")(export_images.export_images)
+app.command("fit-scope")(fit_scope.fit_scope)
 
 
 def _version(value: bool) -> None:

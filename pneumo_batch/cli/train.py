@@ -26,11 +26,20 @@ def train(
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name in the metadata (default: the folder name).")] = None,
     version: Annotated[str, typer.Option(help="Model version in the metadata.")] = "1.0.0",
+    scope_films: Annotated[
+        Path | None,
+        typer.Option(help="Full-size pediatric films for the scope gate (default: xray_jpegs/ beside the .npz, if any)."),
+    ] = None,
+    scope_outliers: Annotated[
+        Path | None,
+        typer.Option(help="Known out-of-scope images for the gate's exposure head (default: outliers/ beside the .npz, if any)."),
+    ] = None,
 ) -> None:
     """Train a CNN on PneumoniaMNIST, quantize it to TFLite and write a self-describing model directory.
 
     Example: pneumo-batch train --data pneumoniamnist.npz --out models/pneumo-cnn-v2
     """
+    from pneumo_batch.scope.fit import default_sources
     from pneumo_batch.training import PRESETS, config_from_preset, train_and_package
 
     if preset not in PRESETS:
@@ -38,8 +47,10 @@ def train(
     with domain_errors():
         config = config_from_preset(preset, epochs=epochs, seed=seed, target_sensitivity=target_sensitivity)
         dataset = load_pneumoniamnist(data)
+        default_films, default_outliers = default_sources(dataset.path)
         artifact = train_and_package(
-            dataset, config, out, name=name or out.name, version=version, progress=lambda m: typer.echo(m, err=True)
+            dataset, config, out, name=name or out.name, version=version, progress=lambda m: typer.echo(m, err=True),
+            scope_films=scope_films or default_films, scope_outliers=scope_outliers or default_outliers,
         )
     test = artifact.metadata["metrics"]["test"]
     typer.echo(

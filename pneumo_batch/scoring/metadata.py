@@ -14,6 +14,9 @@ from pneumo_batch.errors import InputError
 from pneumo_batch.inputs import InputSource
 from pneumo_batch.model import ModelArtifact
 
+#: The run description's section on the pixel scope gate; ``false_flag_rate`` in it is what monitoring tests against.
+SCOPE_GATE_SECTION = "scope_gate"
+
 
 def run_metadata(
     artifact: ModelArtifact,
@@ -25,10 +28,14 @@ def run_metadata(
     batch_size: int,
     workers: int,
     run_extra: dict[str, Any] | None = None,
+    scope_gate_applied: bool = False,
 ) -> dict[bytes, bytes]:
-    """The Parquet key-value metadata of a predictions file: thresholds, model and run settings.
+    """The Parquet key-value metadata of a predictions file: thresholds, model, scope gate and run settings.
 
-    ``run_extra`` adds entries to the ``run`` section (the Ray engine names itself there).
+    ``run_extra`` adds entries to the ``run`` section (the Ray engine names
+    itself there). ``scope_gate_applied``: whether the rows were judged by
+    the model's pixel scope gate (not when the caller replaced the model's
+    scorer: a fake gives no features), see :func:`scope_gate_description`.
     """
     points = artifact.operating_points
     description = {
@@ -45,6 +52,7 @@ def run_metadata(
             "directory": str(artifact.directory),
             "metadata": artifact.metadata,
         },
+        SCOPE_GATE_SECTION: scope_gate_description(artifact, applied=scope_gate_applied),
         "run": {
             "input": str(source.location),
             "input_kind": source.kind,
@@ -56,6 +64,29 @@ def run_metadata(
         },
     }
     return {columns.PARQUET_METADATA_KEY: json.dumps(description, default=str).encode()}
+
+
+def scope_gate_description(artifact: ModelArtifact, *, applied: bool = True) -> dict[str, Any]:
+    """The run's ``scope_gate`` section: whether the pixel gate judged the images, and its validated figures.
+
+    ``false_flag_rate`` is the share of in-distribution images the gate is
+    known to flag (monitoring tests the run's out-of-scope share against it);
+    null when no gate ran, and then every decoded image is in scope by pixels.
+    """
+    entry = artifact.scope_gate_entry
+    if entry is None or not applied:
+        note = "the model directory has none" if entry is None else "not applied in this run (the model's scorer was replaced)"
+        return {"applied": False, "note": f"no scope gate: {note}; every decoded image is in scope by pixels",
+                "false_flag_rate": None}
+    return {
+        "applied": True,
+        "file": entry["file"],
+        "sha256": entry["sha256"],
+        "false_flag_rate": entry["false_flag_rate"],
+        "false_flag_rate_basis": entry["false_flag_rate_basis"],
+        "validation": entry["validation"],
+        "method": entry["method"],
+    }
 
 
 def read_run_metadata(path: str | Path) -> dict[str, Any]:

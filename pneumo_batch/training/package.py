@@ -13,7 +13,9 @@ The flow of :func:`train_and_package`:
    variant in :data:`~pneumo_batch.training.quantize.VARIANT_PREFERENCE` that is within it;
 5. choose the operating points on the deployed variant's validation scores
    (quantization shifts scores, so thresholds follow the deployed file);
-6. evaluate once on the test split, and write the model directory.
+6. evaluate once on the test split, and write the model directory;
+7. when full-size films are given, fit the pixel scope gate for the deployed variant
+   (:func:`pneumo_batch.scope.fit.fit_scope_gate`, as ``pneumo-batch fit-scope`` does).
 
 The test split never influences a threshold, an epoch or a hyperparameter;
 it only decides whether quantization lost too much, as a fidelity check.
@@ -53,8 +55,15 @@ def train_and_package(
     name: str,
     version: str = "1.0.0",
     progress: Progress = lambda message: None,
+    scope_films: Path | None = None,
+    scope_outliers: Path | None = None,
 ) -> ModelArtifact:
-    """Train a model as described in the module docstring and write ``out_dir``."""
+    """Train a model as described in the module docstring and write ``out_dir``.
+
+    ``scope_films`` (full-size pediatric films) and ``scope_outliers`` (known
+    out-of-scope images, optional) fit the scope gate; without films the
+    directory has no gate, and scoring says so in each run's metadata.
+    """
     require("tensorflow", "train")
     out_dir.mkdir(parents=True, exist_ok=True)
     fit = fit_model(dataset, config, progress)
@@ -105,7 +114,13 @@ def train_and_package(
     _write_reports(artifact, dataset, deployed_scores, fit)
     progress("writing the reference profile for drift monitoring")
     _write_reference_profile(artifact, dataset)
-    return artifact
+    if scope_films is None:
+        progress("no full-size films given: the model directory has no scope gate (pneumo-batch fit-scope adds one)")
+        return artifact
+    from pneumo_batch.scope.fit import fit_scope_gate
+
+    progress("fitting the scope gate")
+    return fit_scope_gate(artifact, dataset, scope_films, scope_outliers, seed=config.seed)
 
 
 def _write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str, dict[str, Any]]:

@@ -74,9 +74,7 @@ class LocalEngine:
         out_path = check_out_file(request.out, source)
         model = request.model
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
-        factory = request.scorer_factory or TfliteScorerFactory(
-            artifact.variant_path(), artifact.variant_sha256(), artifact.output
-        )
+        factory = request.scorer_factory or TfliteScorerFactory(*artifact.scoring_file(), artifact.output)
         base = RowContext.for_run(source, artifact, root=root_real, run_id="")
         fingerprint = {
             "work_format": WORK_FORMAT,

@@ -169,7 +169,7 @@ def _score(
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
             )
             factory: ScorerFactory = scorer_factory or _ShippedModel(
-                ray_module.put(model_content), artifact.variant_sha256(), artifact.output
+                ray_module.put(model_content), artifact.scoring_file()[1], artifact.output
             )
             with PartWriter(staging, schema.with_metadata(metadata)) as writer:
                 rows, errors = _run(
@@ -286,14 +286,14 @@ class _ShippedModel:
 
 
 def _read_model(artifact: ModelArtifact) -> bytes:
-    path = artifact.variant_path()
+    path, sha256 = artifact.scoring_file()
     try:
         content = path.read_bytes()
     except OSError as error:
         raise ModelError(f"cannot read the model file: {error.strerror or error}: {path}") from None
     actual = hashlib.sha256(content).hexdigest()
-    if actual != artifact.variant_sha256():
-        raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {artifact.variant_sha256()}")
+    if actual != sha256:
+        raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {sha256}")
     Scorer(content, output=artifact.output, num_threads=1)  # a model LiteRT cannot load fails here, once
     return content
 

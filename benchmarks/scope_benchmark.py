@@ -1,0 +1,179 @@
+"""How well the scope gate separates the images the model was made for from the rest, and what it costs.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/scope_benchmark.py [--data ../shared/data] [--cost-only]
+
+Fits the gate in memory (nothing is written to the model directory) from
+PneumoniaMNIST train/val, the full-size films of ``xray_jpegs/`` and the
+outliers of ``outliers/``, then prints the share flagged out of scope:
+
+- PneumoniaMNIST test (28 px, network component only: it has no full-size
+  originals); never used for fitting or thresholds;
+- full-size pediatric films, cross-fitted: each film judged by a gate fitted
+  without its fold (the image model and the exposure head learn from films);
+- every outlier category, twice: with the gate fitted on all sources
+  ("seen", optimistic for the head) and **held-out source**: each image
+  judged by a gate whose exposure head never saw its source (a source that
+  spans categories, like radiologymc, is held out of all of them); and
+  held-out category: the head saw none of that category;
+- synthetic out-of-distribution images made from films and from scratch
+  (never seen by any component);
+- the gate's cost: :func:`pneumo_batch.scoring.score_batch` over the shared
+  films with the model directory as shipped and with a copy that has no
+  gate, alternating in one run (CPU time, one process).
+
+The one-class components never see an outlier, so only the head's figures
+change when a source is held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from pneumo_batch.dataset import read_npz
+from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.model import SCOPE_GATE_KEY, Scorer, load_model, read_metadata, write_metadata
+from pneumo_batch.scope.exposure import outlier_paths
+from pneumo_batch.scope.fit import FitInputs, collect_fit_inputs, fit_class_conditional, fit_gate, held_out_film_flags
+from pneumo_batch.scope.gate import ScopeGate
+from pneumo_batch.scope.image_stats import decode_with_thumbnail, thumbnail_statistics
+from pneumo_batch.scoring import read_run_metadata, score_batch
+
+GOALS = {"pneumoniamnist_test": "<= 1 %", "pediatric_films": "<= 2 %", "photos": ">= 95 %", "ct_mri": ">= 95 %",
+         "other_xray": ">= 90 %", "adult_cxr": ">= 50 %", "pediatric_other": "reported"}
+SYNTHETIC_COUNT = 40
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--model", type=Path, default=Path("models/pneumo-cnn-v1"))
+    parser.add_argument("--cost-only", action="store_true", help="only the cost, with the model directory's own gate")
+    args = parser.parse_args()
+    print(cpu_description())
+    artifact = load_model(args.model)
+    if artifact.scope_gate() is None:
+        raise SystemExit(f"{args.model} has no scope gate; run pneumo-batch fit-scope first")
+    if args.cost_only:
+        print_cost(args.model, args.data / "xray_jpegs")
+        return
+    dataset = read_npz(args.data / "pneumoniamnist.npz")
+    inputs = collect_fit_inputs(artifact, dataset, args.data / "xray_jpegs", args.data / "outliers")
+    scorer = Scorer(inputs.features_model, output=artifact.output)
+    network = fit_class_conditional(inputs.train_features, inputs.train_labels)
+    full = fit_gate(inputs, network_model=network)
+    paths, sources = outlier_paths(args.data / "outliers")
+    categories = np.array([path.parent.name for path in paths])
+
+    rows = []
+    test = scorer.predict_with_features(pixels_to_model_input(dataset.test.images)).features
+    rows.append(("pneumoniamnist_test", len(test), _flagged(full, test, None), None, None))
+    rows.append(("pediatric_films (cross-fitted)", len(inputs.film_features), float(held_out_film_flags(inputs, network).mean()), None, None))
+    seen = ~full.assess(inputs.outlier_features, inputs.outlier_statistics).in_scope
+    held_source = _held_out_source(inputs, network)
+    for category in sorted(set(categories)):
+        member = categories == category
+        held_category = fit_gate(inputs, exclude_sources=tuple(sorted(set(np.asarray(sources)[member]))),
+                                 network_model=network)
+        own = _flagged(held_category, inputs.outlier_features[member], inputs.outlier_statistics[member])
+        rows.append((category, int(member.sum()), seen[member].mean(), held_source[member].mean(), own))
+        for source in sorted(set(np.asarray(sources)[member])):
+            part = member & (np.asarray(sources) == source)
+            rows.append((f"  {category}/{source}", int(part.sum()), seen[part].mean(), held_source[part].mean(), None))
+    for name, images in synthetic_images(args.data / "xray_jpegs").items():
+        decoded = [decode_with_thumbnail(data) for data in images]
+        features = scorer.predict_with_features(pixels_to_model_input(np.stack([d.pixels for d, _ in decoded]))).features
+        statistics = thumbnail_statistics([thumb for _, thumb in decoded])
+        rows.append((f"synthetic: {name}", len(images), _flagged(full, features, statistics), None, None))
+
+    print(f"\n{'images':40s}{'n':>5s}{'flagged':>10s}{'held-out src':>14s}{'held-out cat':>14s}  goal")
+    for name, count, flagged, held, category_held in rows:
+        goal = GOALS.get(name.split(" ")[0].split(":")[0], "")
+        print(f"{name:40s}{count:>5d}{_pct(flagged):>10s}{_pct(held):>14s}{_pct(category_held):>14s}  {goal}")
+    print("\nflagged: gate fitted on everything; held-out src: the head never saw the image's source;"
+          " held-out cat: the head saw no image of that category.")
+    print_cost(args.model, args.data / "xray_jpegs")
+
+
+def _flagged(gate: ScopeGate, features: np.ndarray, statistics: np.ndarray | None) -> float:
+    return float((~gate.assess(features, statistics).in_scope).mean())
+
+
+def _held_out_source(inputs: FitInputs, network: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    flagged = np.zeros(len(inputs.outlier_sources), dtype=bool)
+    for source in sorted(set(inputs.outlier_sources.tolist())):
+        part = inputs.outlier_sources == source
+        gate = fit_gate(inputs, exclude_sources=(source,), network_model=network)
+        flagged[part] = ~gate.assess(inputs.outlier_features[part], inputs.outlier_statistics[part]).in_scope
+    return flagged
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def print_cost(model_dir: Path, film_dir: Path, repeats: int = 5) -> None:
+    """CPU time of ``score_batch`` over the films with the gate and without it (a copy of the model directory).
+
+    One process (``workers=0``), runs alternating so that load on the shared
+    machine affects both alike; the best run of each counts. CPU time, not
+    wall time, because the machine is shared.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        bare = Path(scratch) / "no-gate"
+        bare.mkdir()
+        artifact = load_model(model_dir)
+        shutil.copy(artifact.variant_path(), bare / artifact.variant_path().name)
+        metadata = read_metadata(model_dir)
+        metadata.pop(SCOPE_GATE_KEY)
+        write_metadata(bare, metadata)
+        count = len(list(film_dir.rglob("*.jpeg")))
+        seconds: dict[str, list[float]] = {"without gate": [], "with gate": []}
+        for run in range(repeats):
+            for name, model in (("without gate", bare), ("with gate", model_dir)):
+                out = Path(scratch) / f"{run}-{name.replace(' ', '-')}.parquet"
+                start = time.process_time()
+                score_batch(film_dir, out, model=model, workers=0)
+                seconds[name].append(time.process_time() - start)
+                applied = read_run_metadata(out)["scope_gate"]["applied"]
+                assert applied == (name == "with gate"), (name, applied)
+    best = {name: min(values) / count * 1e3 for name, values in seconds.items()}
+    print(f"\nscore_batch CPU ms per image on {count} full-size films (best of {repeats}, workers=0):")
+    for name, value in best.items():
+        print(f"  {name:14s}{value:8.3f}")
+    print(f"  gate cost +{(best['with gate'] / best['without gate'] - 1) * 100:.1f} % (the budget is +10 %)")
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:.1f} %"
+
+
+def cpu_description() -> str:
+    model, flags = platform.processor() or "unknown CPU", ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name") and model in ("unknown CPU", platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
+                    present = set(line.split(":", 1)[1].split())
+                    flags = " ".join(flag for flag in wanted if flag in present)
+                    break
+    except OSError:
+        pass
+    return f"CPU: {model}; flags: {flags or 'unknown'}"
+
+
+if __name__ == "__main__":
+    main()
