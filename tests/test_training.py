@@ -49,6 +49,11 @@ def test_model_directory_is_complete_and_self_describing(tiny_model):
     assert test["auc"]["low"] <= test["auc"]["estimate"] <= test["auc"]["high"]
     assert {"screening", "balanced"} <= set(meta["operating_points"])
     assert "not a diagnosis" in (directory / "MODEL_CARD.md").read_text()
+    # the shared full-size films sit beside the dataset, so train fitted the scope gate for the deployed file
+    gate = meta["scope_gate"]
+    assert file_sha256(directory / gate["file"]) == gate["sha256"]
+    assert gate["features_model"]["of_sha256"] == tiny_model.variant_sha256()
+    assert tiny_model.scope_gate() is not None and 0.0 <= gate["false_flag_rate"] <= 1.0
 
 
 def test_operating_points_come_from_the_deployed_variants_validation_scores(tiny_model, pneumoniamnist):

@@ -49,7 +49,7 @@ _EVIDENCE = ("network features", "full-size image", "resembles known out-of-scop
 
 
 @dataclass(frozen=True)
-class ScopeVerdict:
+class GateVerdicts:
     scope_score: np.ndarray
     """float32 (N,): the larger threshold-relative distance; 1.0 is the threshold."""
     in_scope: np.ndarray
@@ -99,7 +99,7 @@ class ScopeGate:
             np.array([self.head_threshold])
         )
 
-    def assess(self, features: np.ndarray, statistics: np.ndarray | None = None) -> ScopeVerdict:
+    def assess(self, features: np.ndarray, statistics: np.ndarray | None = None) -> GateVerdicts:
         """Verdicts for a chunk: network features (N, F) and, when the full-size image was seen, its statistics.
 
         Rows of ``statistics`` that are all NaN (no full-size image, e.g.
@@ -119,7 +119,7 @@ class ScopeGate:
         score = np.maximum(np.maximum(network, image), head).astype(np.float32)
         in_scope = (score <= 1.0) & ~colour
         reasons = [_reason(*row) for row in zip(in_scope, colour, network, image, head, score)]
-        return ScopeVerdict(scope_score=score, in_scope=in_scope, scope_reason=reasons)
+        return GateVerdicts(scope_score=score, in_scope=in_scope, scope_reason=reasons)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The gate as named arrays, as :func:`gate_file_bytes` stores them."""
