@@ -33,8 +33,10 @@ from typing import Any
 
 from pneumo_batch import prometheus, storage
 from pneumo_batch.errors import InputError
+from pneumo_batch.inputs.pacs import PacsOptions, pacs_options
 from pneumo_batch.locking import exclusive_run
 from pneumo_batch.model import ModelArtifact, load_model
+from pneumo_batch.pacs.location import is_pacs_url
 from pneumo_batch.monitoring import MonitoringSummary, build_monitoring_report, resolve_reference
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
 
@@ -45,7 +47,8 @@ PREDICTIONS_FILE = "predictions.parquet"
 
 @dataclass(frozen=True)
 class NightlyOptions:
-    input: Path
+    input: Path | str
+    """A folder, a Parquet manifest, or a PACS URL (``dicomweb+http(s)://...``, with ``pacs``)."""
     output_root: Path
     date: Date
     model: Path | None = None
@@ -60,6 +63,8 @@ class NightlyOptions:
     """With the Ray engine: the cluster to join; default a local Ray instance."""
     metrics_dir: Path | None = None
     """Folder of the Prometheus textfile ``pneumo_batch.prom``; default ``OUTPUT_ROOT/metrics``."""
+    pacs: PacsOptions | None = None
+    """A PACS input's study dates (default: the night's date), credentials file, settings, send_results."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", Engine.parse(self.engine))
@@ -86,6 +91,8 @@ class NightlyResult:
         if self.monitoring.batch_size_rule.get("applied") == "too_few_rows" and not self.monitoring.alert:
             verdict = "no alert (too few rows for a verdict)"
         empty = " (empty input)" if self.scoring.rows == 0 else ""
+        if self.scoring.reports_sent is not None:
+            empty += f", {self.scoring.reports_sent} reports sent to the PACS"
         return (
             f"nightly {self.date.isoformat()}: {self.scoring.rows} rows{empty}, {self.scoring.errors} errors, "
             f"{verdict}; {self.seconds:.1f} s; predictions {self.predictions}"
@@ -223,6 +230,7 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scor
         scorer_factory=scorer_factory,
         ray_address=options.ray_address,
         progress=progress,
+        pacs=options.pacs,
     )
 
 
@@ -277,14 +285,41 @@ def load_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
         raise InputError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(CONFIG_KEYS))}")
+    section = config.get("pacs")
+    if section is not None:
+        if not isinstance(section, dict):
+            raise InputError(f"config {path}: pacs must be a [pacs] table")
+        for key in ("auth_file", "ca_bundle"):
+            if key in section:
+                section[key] = (path.parent / Path(str(section[key])).expanduser()).resolve()
+        if "url" in section:
+            config.setdefault("input", section["url"])
     for key in _PATH_KEYS:
-        if key in config:
+        if key in config and not (key == "input" and is_pacs_url(str(config[key]))):
             config[key] = (path.parent / Path(str(config[key])).expanduser()).resolve()
     if "date" in config:
         config["date"] = parse_date(str(config["date"]))
     if "engine" in config:
         config["engine"] = str(config["engine"])  # checked by NightlyOptions
     return config
+
+
+def resolve_pacs(settings: dict[str, Any], *, study_date: str | None, send_results: bool | None) -> None:
+    """Turn a ``[pacs]`` section and the PACS options into ``settings["pacs"]`` for a PACS input.
+
+    The study dates default to the night's date (``settings["date"]``).
+    """
+    section = settings.pop("pacs", None)
+    if not is_pacs_url(str(settings.get("input", ""))):
+        if section is not None or study_date is not None or send_results:
+            raise InputError("the [pacs] section, --study-date and --send-results need a dicomweb+http(s):// input")
+        return
+    section = dict(section or {})
+    section.pop("url", None)
+    settings["pacs"] = pacs_options(
+        section, study_date=study_date, send_results=send_results,
+        default_study_date=settings["date"].strftime("%Y%m%d"),
+    )
 
 
 def parse_date(text: str) -> Date:

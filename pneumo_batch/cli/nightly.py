@@ -19,8 +19,8 @@ from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine
 
 def nightly(
     input_path: Annotated[
-        Path | None,
-        typer.Option("--input", help="Folder of images or Parquet manifest to score.", show_default=False),
+        str | None,
+        typer.Option("--input", help="Folder of images, Parquet manifest, or PACS (dicomweb+http(s)://HOST:PORT/PATH) to score.", show_default=False),
     ] = None,
     output_root: Annotated[
         Path | None,
@@ -49,6 +49,14 @@ def nightly(
         typer.Option(metavar="FOLDER", help="Folder for the Prometheus textfile pneumo_batch.prom, e.g. node_exporter's "
                      "textfile collector (default: OUTPUT_ROOT/metrics).", show_default=False),
     ] = None,
+    study_date: Annotated[
+        str | None,
+        typer.Option(metavar="YYYYMMDD[-YYYYMMDD]", help="PACS input: the study dates to query (default: the partition date).", show_default=False),
+    ] = None,
+    send_results: Annotated[
+        bool | None,
+        typer.Option("--send-results/--no-send-results", help="PACS input: store a DICOM SR per in-scope film in the PACS.", show_default=False),
+    ] = None,
     quiet: Annotated[
         bool | None,
         typer.Option("--quiet/--verbose", help="Print only warnings, and the summary only when someone needs to look.", show_default=False),
@@ -59,10 +67,11 @@ def nightly(
     Example: pneumo-batch nightly --input /data/incoming --output-root /data/pneumo-batch
 
     Exit codes: 0 all well; 3 some images failed; 4 drift or class-balance
-    alert (wins over 3); 5 another run holds the lock; 2 usage error; 1 the
-    job itself failed. The last line is a one-line summary.
+    alert (wins over 3); 5 another run holds the lock; 6 the PACS is
+    unavailable; 2 usage error; 1 the job itself failed. The last line is a
+    one-line summary.
     """
-    from pneumo_batch.nightly import NightlyOptions, load_config, parse_date, run_nightly
+    from pneumo_batch.nightly import NightlyOptions, load_config, parse_date, resolve_pacs, run_nightly
 
     with domain_errors():
         settings: dict[str, Any] = load_config(config) if config else {}
@@ -78,6 +87,7 @@ def nightly(
                 raise InputError(f"--{required.replace('_', '-')} is required (on the command line or in --config)")
         quiet_mode = bool(settings.pop("quiet", False))
         settings.setdefault("date", Date.today())
+        resolve_pacs(settings, study_date=study_date, send_results=send_results)
         with _log_to_stderr(logging.WARNING if quiet_mode else logging.INFO):
             # The run logs its own one-line summary last: at INFO when all is
             # well, at WARNING when someone needs to look (so --quiet under

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.inputs.pacs import pacs_options
+from pneumo_batch.pacs.location import AUTH_ENV, is_pacs_url
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine, Progress, ScoreSummary, score_batch
 
 #: Without a terminal, a progress line at most this often (seconds).
@@ -18,10 +20,11 @@ LOG_INTERVAL = 10.0
 
 def score(
     input_path: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="INPUT",
-            help="A directory of images (scanned recursively) or a Parquet manifest with a 'path' or 'image' column.",
+            help="A directory of images (scanned recursively), a Parquet manifest with a 'path' or 'image' column, "
+            "or a PACS: dicomweb+http(s)://HOST:PORT/PATH (with --study-date).",
             show_default=False,
         ),
     ],
@@ -70,6 +73,26 @@ def score(
             show_default=False,
         ),
     ] = None,
+    study_date: Annotated[
+        str | None,
+        typer.Option(metavar="YYYYMMDD[-YYYYMMDD]", help="PACS input: the study date or inclusive range to query (CR and DX films).", show_default=False),
+    ] = None,
+    send_results: Annotated[
+        bool,
+        typer.Option("--send-results", help="PACS input: store a DICOM SR per in-scope film in the PACS (STOW-RS); a rerun adds none."),
+    ] = False,
+    pacs_auth_file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help=f"PACS credentials file (user:password or Bearer TOKEN; chmod 600); {AUTH_ENV} wins.", show_default=False),
+    ] = None,
+    pacs_timeout: Annotated[
+        float | None,
+        typer.Option(min=0.1, metavar="SECONDS", help="PACS read timeout per request (default 60; retried with backoff).", show_default=False),
+    ] = None,
+    pacs_retries: Annotated[
+        int | None,
+        typer.Option(min=0, metavar="N", help="PACS: retries of a failed request, with doubling backoff (default 4).", show_default=False),
+    ] = None,
 ) -> None:
     """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
 
@@ -81,14 +104,23 @@ def score(
     With --engine ray, Ray Data decodes and scores (same rows and scores) and
     OUT is a folder of part files; an interrupted Ray run starts over.
 
+    From a PACS, INPUT is its DICOMweb URL; credentials come from the
+    environment variable PNEUMO_BATCH_PACS_AUTH or --pacs-auth-file, never
+    from the command line. Exit code 6: the PACS is unavailable.
+
     Example: pneumo-batch score demo/images/manifest.parquet --out predictions.parquet
     """
     reporter = _BarReporter() if sys.stderr.isatty() else _LogReporter()
     with domain_errors():
+        pacs = None
+        section = {"auth_file": pacs_auth_file, "read_timeout_s": pacs_timeout, "retries": pacs_retries}
+        if is_pacs_url(input_path) or study_date or send_results or any(v is not None for v in section.values()):
+            pacs = pacs_options({key: value for key, value in section.items() if value is not None},
+                                study_date=study_date, send_results=send_results)
         try:
             summary = score_batch(
                 input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
-                ray_address=ray_address, progress=reporter,
+                ray_address=ray_address, progress=reporter, pacs=pacs,
             )
         finally:
             reporter.close()
@@ -99,6 +131,8 @@ def score(
 
 def _summary_line(summary: ScoreSummary) -> str:
     resumed = f", {summary.rows_resumed:,} resumed from an earlier run" if summary.rows_resumed else ""
+    if summary.reports_sent is not None:
+        resumed += f", {summary.reports_sent:,} reports sent to the PACS"
     return (
         f"scored {summary.rows:,} rows, {summary.errors:,} errors{resumed}, {summary.seconds:.1f} s, "
         f"{summary.images_per_second:,.0f} images/s -> {summary.out}"

@@ -25,12 +25,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pneumo_batch.errors import InputError, one_line
+
+if TYPE_CHECKING:
+    from pneumo_batch.inputs.pacs import PacsFetcher, PacsOptions, PacsRows
 
 PATH_COLUMN = "path"
 IMAGE_COLUMN = "image"
@@ -41,7 +44,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
 )
 
-InputKind = Literal["directory", "manifest"]
+InputKind = Literal["directory", "manifest", "pacs"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ class InputSource:
     """Where the rows of a batch come from, and how to read them in order."""
 
     kind: InputKind
-    location: Path
-    """The directory or manifest file, absolute."""
+    location: Path | str
+    """The directory or manifest file, absolute; or a PACS's DICOMweb base URL."""
     base_dir: Path
     """What relative paths are relative to: the scanned directory, or the manifest's folder."""
     source_column: Literal["path", "image"]
@@ -58,27 +61,51 @@ class InputSource:
     num_rows: int
     passthrough: pa.Schema = field(default_factory=lambda: pa.schema([]))
     """The manifest's other columns, carried to the output unchanged."""
+    pacs: PacsRows | None = None
+    """The instances a PACS query found (kind ``pacs``); their bytes are fetched per chunk."""
+
+    @property
+    def fetcher(self) -> PacsFetcher | None:
+        """Fetches a chunk's ``image`` bytes where they are not in the chunk (PACS input), else None."""
+        from pneumo_batch.inputs.pacs import PacsFetcher
+
+        return None if self.pacs is None else PacsFetcher(self.pacs.source)
 
     def chunks(self, size: int) -> Iterator[pa.Table]:
         """Stream the rows as tables of exactly ``size`` rows (the last one may be shorter)."""
         if size < 1:
             raise ValueError(f"chunk size must be at least 1, got {size}")
-        if self.kind == "directory":
-            yield from _directory_chunks(self.location, size)
+        if self.pacs is not None:
+            yield from self.pacs.chunks(size)
+        elif self.kind == "directory":
+            yield from _directory_chunks(Path(self.location), size)
         else:
             yield from _manifest_chunks(self, size)
 
     def identity(self) -> dict[str, object]:
         """What identifies this input for resuming: a changed manifest file starts over."""
+        if self.pacs is not None:
+            return self.pacs.identity()
         identity: dict[str, object] = {"kind": self.kind, "location": str(self.location), "rows": self.num_rows}
         if self.kind == "manifest":
-            stat = self.location.stat()
+            stat = Path(self.location).stat()
             identity.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
         return identity
 
 
-def open_input(path: str | Path) -> InputSource:
-    """Open a directory or a Parquet manifest, raising :class:`InputError` if it is unusable as a whole."""
+def open_input(path: str | Path, pacs: PacsOptions | None = None) -> InputSource:
+    """Open a directory, a Parquet manifest or a PACS (``dicomweb+http(s)://...``, with ``pacs``).
+
+    Raises :class:`InputError` if it is unusable as a whole; a PACS raises
+    :class:`~pneumo_batch.errors.PacsUnavailableError` or
+    :class:`~pneumo_batch.errors.PacsAuthError` before anything is written.
+    """
+    from pneumo_batch.pacs.location import is_pacs_url
+
+    if isinstance(path, str) and is_pacs_url(path):
+        return _open_pacs(path, pacs)
+    if pacs is not None:
+        raise InputError("--study-date and the PACS options need a dicomweb+http(s):// INPUT")
     location = Path(path).expanduser().absolute()
     if location.is_dir():
         return InputSource(
@@ -91,6 +118,17 @@ def open_input(path: str | Path) -> InputSource:
     if not location.exists():
         raise InputError(f"input not found: {location}")
     return _open_manifest(location)
+
+
+def _open_pacs(url: str, options: PacsOptions | None) -> InputSource:
+    from pneumo_batch.inputs.pacs import open_pacs_input
+
+    if options is None:
+        raise InputError("a PACS input needs --study-date YYYYMMDD or YYYYMMDD-YYYYMMDD")
+    rows = open_pacs_input(url, options)
+    base = rows.source.location.base_url
+    return InputSource(kind="pacs", location=base, base_dir=Path.cwd(), source_column="image",
+                       num_rows=len(rows.refs), pacs=rows)
 
 
 def iter_image_files(directory: Path) -> Iterator[str]:

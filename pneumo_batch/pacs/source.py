@@ -94,6 +94,14 @@ class PacsSource:
         self.settings = settings or PacsSettings()
         self._local = threading.local()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to worker processes without its per-thread HTTP sessions.
+        return {key: value for key, value in vars(self).items() if key != "_local"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._local = threading.local()
+
     # -- plumbing -----------------------------------------------------------
 
     def _client(self) -> DICOMwebClient:
@@ -200,6 +208,20 @@ class PacsSource:
         except (ValueError, EOFError, InvalidDicomError) as error:  # a malformed reply
             return RetrievedInstance(ref, error=f"{UNREADABLE_REASON}: {type(error).__name__}")
         return RetrievedInstance(ref, part10=_part10_bytes(dataset))
+
+    def retrieve_header(self, ref: InstanceRef) -> pydicom.Dataset | None:
+        """One instance's header (WADO-RS metadata: no pixels are sent), or None when it is gone."""
+        import pydicom
+
+        try:
+            metadata = self._call(
+                "metadata retrieve",
+                lambda client: client.retrieve_instance_metadata(ref.study_uid, ref.series_uid, ref.sop_uid),
+            )
+        except (_InstanceGone, _Refused):
+            return None
+        # Bulk data (pixels, overlays) stays on the PACS: a report needs the header only.
+        return pydicom.Dataset.from_json(metadata, bulk_data_uri_handler=lambda *_: b"")
 
     def retrieve_all(self, refs: Iterable[InstanceRef]) -> Iterator[RetrievedInstance]:
         """Retrieve in parallel, in input order, with at most ``max_in_flight`` pending.

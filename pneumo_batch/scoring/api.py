@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pneumo_batch.errors import InputError
 from pneumo_batch.model import ModelArtifact
@@ -15,6 +17,9 @@ from pneumo_batch.scoring.types import (
     ScorerFactory,
     ScoreSummary,
 )
+
+if TYPE_CHECKING:
+    from pneumo_batch.inputs.pacs import PacsOptions
 
 
 def score_batch(
@@ -29,6 +34,7 @@ def score_batch(
     progress: ProgressCallback | None = None,
     scorer_factory: ScorerFactory | None = None,
     ray_address: str | None = None,
+    pacs: PacsOptions | None = None,
 ) -> ScoreSummary:
     """Score every image of ``input_path`` (a directory or a Parquet manifest) into ``out``.
 
@@ -43,6 +49,14 @@ def score_batch(
     replaces the model's ``.tflite`` (tests use a fake); the artifact still
     supplies thresholds and metadata.
 
+    ``input_path`` may be a PACS (``dicomweb+http(s)://HOST:PORT/PATH``, a
+    string) with ``pacs`` saying which study dates and how to log in; with
+    ``pacs.send_results`` each in-scope film then gets a DICOM SR in the
+    PACS (:attr:`ScoreSummary.reports_sent`). PACS errors:
+    :class:`~pneumo_batch.errors.PacsUnavailableError` (at the start nothing
+    is written; mid-run the finished chunks are kept and a rerun resumes),
+    :class:`~pneumo_batch.errors.PacsAuthError`.
+
     Raises :class:`InputError` for an unusable input or option,
     :class:`~pneumo_batch.errors.ModelError` for an unusable model,
     :class:`~pneumo_batch.errors.JobLockedError` when another run is writing
@@ -52,8 +66,15 @@ def score_batch(
     chosen = Engine.parse(engine)
     if ray_address is not None and chosen is not Engine.RAY:
         raise InputError("--ray-address needs --engine ray")
+    if pacs is not None and chosen is not Engine.LOCAL:
+        raise InputError("a PACS input runs on the local engine only")
     request = ScoreRequest(
         input_path=input_path, out=out, model=model, workers=workers, batch_size=batch_size, root=root,
-        progress=progress, scorer_factory=scorer_factory, ray_address=ray_address,
+        progress=progress, scorer_factory=scorer_factory, ray_address=ray_address, pacs=pacs,
     )
-    return engine_for(chosen).score(request)
+    summary = engine_for(chosen).score(request)
+    if pacs is not None and pacs.send_results:
+        from pneumo_batch.scoring.results import send_run_results
+
+        summary = replace(summary, reports_sent=send_run_results(summary.out, str(input_path), pacs))
+    return summary

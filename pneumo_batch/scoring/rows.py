@@ -9,6 +9,7 @@ statuses, reasons and scores are the same.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,8 @@ class RowContext:
     model_sha256: str
     model_version: str
     run_id: str
+    fetcher: Callable[[pa.Table], Iterable[bytes | ImageError]] | None
+    """Fetches the chunk's images where the rows do not hold them (a PACS: :attr:`InputSource.fetcher`)."""
 
     @classmethod
     def for_run(cls, source: InputSource, artifact: ModelArtifact, *, root: str | None, run_id: str) -> RowContext:
@@ -55,6 +58,7 @@ class RowContext:
             model_sha256=artifact.variant_sha256(),
             model_version=artifact.version,
             run_id=run_id,
+            fetcher=source.fetcher,
         )
 
 
@@ -90,8 +94,12 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
     modes: list[str | None] = [None] * count
     formats: list[str | None] = [None] * count
     root = context.root
-    for row, value in enumerate(sources):
+    # A fetcher yields lazily (bounded memory); PACS unavailability stops the chunk, not one row.
+    values = sources if context.fetcher is None else context.fetcher(table)
+    for row, value in enumerate(values):
         try:
+            if isinstance(value, ImageError):
+                raise value
             if value is None:
                 raise ImageError("path is null" if from_paths else "image is null")
             if from_paths:

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pneumo_batch.errors import InputError, ModelError
 from pneumo_batch.model import ModelArtifact, Scorer
+
+if TYPE_CHECKING:
+    from pneumo_batch.inputs.pacs import PacsOptions
 
 
 #: Rows per chunk: the unit of work of a worker, of resuming and of progress.
@@ -96,6 +99,8 @@ class ScoreSummary:
     errors: int
     seconds: float
     rows_resumed: int
+    reports_sent: int | None = None
+    """DICOM SRs stored in the PACS (``--send-results``), else None."""
 
     @property
     def rows_scored(self) -> int:
@@ -123,6 +128,8 @@ class ScoreRequest:
     progress: ProgressCallback | None
     scorer_factory: ScorerFactory | None
     ray_address: str | None
+    pacs: PacsOptions | None = None
+    """Study dates, credentials file and settings when ``input_path`` is a PACS URL."""
 
 
 def default_workers() -> int:

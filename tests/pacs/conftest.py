@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from orthanc import OrthancServer
-from pacs_corpus import NIGHT, NIGHT_BEFORE, Corpus, jpeg_film, source_for, synthetic_film
+from pacs_corpus import NIGHT, NIGHT_BEFORE, Corpus, NightFilm, jpeg_film, night_corpus, source_for, synthetic_film
 from pydicom.uid import generate_uid
 
-from pneumo_batch.pacs import PacsSource
+from pneumo_batch.pacs import AUTH_ENV, PacsSource
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +49,18 @@ def corpus(orthanc: OrthancServer, xray_jpegs_dir: Path) -> Corpus:
 @pytest.fixture
 def pacs(orthanc: OrthancServer) -> PacsSource:
     return source_for(orthanc)
+
+
+@pytest.fixture(scope="session")
+def night(orthanc: OrthancServer, xray_jpegs_dir: Path) -> list[NightFilm]:
+    """The end-to-end night (pacs_corpus.night_corpus) in the session's Orthanc."""
+    films = night_corpus(xray_jpegs_dir)
+    for film in films:
+        orthanc.upload(film.part10)
+    return films
+
+
+@pytest.fixture
+def pacs_auth(orthanc: OrthancServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session Orthanc's credentials in PNEUMO_BATCH_PACS_AUTH, as a cron job would set them."""
+    monkeypatch.setenv(AUTH_ENV, f"{orthanc.user}:{orthanc.password}")

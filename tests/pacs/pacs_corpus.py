@@ -16,7 +16,18 @@ import pydicom
 from orthanc import OrthancServer
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from PIL import Image
+from typer.testing import CliRunner, Result
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from pneumo_batch.pacs import PacsCredentials, PacsSettings, PacsSource, parse_pacs_url
 
@@ -124,3 +135,107 @@ class Corpus:
 def source_for(server: OrthancServer, *, password: str | None = None, settings: PacsSettings = FAST) -> PacsSource:
     credentials = PacsCredentials(kind="basic", user=server.user, secret=password or server.password)
     return PacsSource(parse_pacs_url(server.dicomweb_url), credentials, settings)
+
+
+# -- the end-to-end night: 30 CR/DX instances and a CT --------------------------------
+
+E2E_NIGHT = "20261125"
+#: (transfer syntax, modality) of the children's films, cycled over the shared JPEGs.
+CHILD_SYNTAXES = (
+    (JPEGBaseline8Bit, "DX"),
+    (ExplicitVRLittleEndian, "CR"),
+    (ImplicitVRLittleEndian, "DX"),
+    (DeflatedExplicitVRLittleEndian, "CR"),
+    (RLELossless, "DX"),
+    (JPEGLSLossless, "CR"),
+    (JPEG2000Lossless, "DX"),
+)
+CHILD_FILMS = 27
+
+
+@dataclass(frozen=True)
+class NightFilm(Film):
+    kind: str
+    """"child" (in scope), "adult" (out of scope by age), "lateral" (out by view), "no pixels" (an error row), "ct"."""
+
+
+def _small_pixels(path: Path) -> np.ndarray:
+    """The film at about a quarter of its size (JPEG DCT scaling): a real chest film, cheap to encode."""
+    with Image.open(path) as image:
+        image.draft("L", (image.size[0] // 4, image.size[1] // 4))
+        return np.asarray(image.convert("L"))
+
+
+def _native_film(pixels: np.ndarray, modality: str, study_uid: str, study_date: str) -> Dataset:
+    ds = _header(modality, study_uid, study_date, generate_uid())
+    if modality == "CT":
+        ds.BodyPartExamined = "CHEST"
+    ds.ViewPosition = "PA"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    return ds
+
+
+#: pydicom's own encoders, never GDCM's (its RLE encoder aborts the process on some widths).
+ENCODER = {RLELossless: "pydicom", JPEGLSLossless: "pyjpegls", JPEG2000Lossless: "pylibjpeg"}
+
+
+def _encoded(ds: Dataset, syntax: str) -> Dataset:
+    if syntax in ENCODER:
+        ds.compress(syntax, encoding_plugin=ENCODER[syntax])
+    else:
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _night_film(ds: Dataset, kind: str) -> NightFilm:
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return NightFilm(ds, _part10(ds), kind)
+
+
+def night_corpus(xray_jpegs_dir: Path, study_date: str = E2E_NIGHT) -> list[NightFilm]:
+    """27 children's films in 7 transfer syntaxes, an adult, a lateral view, a film without pixels, and a CT.
+
+    Studies hold two or three films each, as a night's do. Every film carries
+    the planted patient identifiers.
+    """
+    jpegs = [path for path in sorted(xray_jpegs_dir.glob("*/*.jpeg")) if _baseline_jpeg_size(path.read_bytes())]
+    assert len(jpegs) >= CHILD_FILMS + 4, "too few baseline JPEGs in the shared folder"
+    studies = [generate_uid() for _ in range(12)]
+    films = []
+    for i, path in enumerate(jpegs[:CHILD_FILMS]):
+        syntax, modality = CHILD_SYNTAXES[i % len(CHILD_SYNTAXES)]
+        if syntax == JPEGBaseline8Bit:
+            film = jpeg_film(path, study_date)
+            assert film is not None
+            film.dataset.StudyInstanceUID = studies[i % len(studies)]
+            film.dataset.ViewPosition = "PA"
+            films.append(_night_film(film.dataset, "child"))
+            continue
+        ds = _native_film(_small_pixels(path), modality, studies[i % len(studies)], study_date)
+        films.append(_night_film(_encoded(ds, syntax), "child"))
+    others = iter(jpegs[CHILD_FILMS:])
+    adult = _native_film(_small_pixels(next(others)), "CR", studies[0], study_date)
+    adult.PatientAge = "045Y"
+    lateral = _native_film(_small_pixels(next(others)), "DX", studies[1], study_date)
+    lateral.ViewPosition = "LL"
+    no_pixels = _native_film(_small_pixels(next(others)), "CR", studies[2], study_date)
+    del no_pixels.PixelData
+    ct = _native_film(_small_pixels(next(others)), "CT", generate_uid(), study_date)
+    films += [_night_film(adult, "adult"), _night_film(lateral, "lateral"), _night_film(no_pixels, "no pixels"),
+              _night_film(ct, "ct")]
+    return films
+
+
+def rows_of(films: list[NightFilm]) -> list[NightFilm]:
+    """The films the night's CR/DX query finds: all but the CT."""
+    return [film for film in films if film.kind != "ct"]
+
+
+def score_cli(*args: str) -> Result:
+    """``pneumo-batch score ARGS`` in this process, one worker, chunks of 8."""
+    from pneumo_batch.cli.app import app
+
+    return CliRunner().invoke(app, ["score", *args, "--workers", "1", "--batch-size", "8"])

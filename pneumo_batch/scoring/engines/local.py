@@ -69,7 +69,7 @@ class LocalEngine:
             raise InputError(f"workers must be 0 or more, got {worker_count}")
         if worker_count:
             _warm_up_workers()
-        source = open_input(request.input_path)
+        source = open_input(request.input_path, request.pacs)
         root_real = check_root(request.root)
         out_path = check_out_file(request.out, source)
         model = request.model
@@ -143,7 +143,7 @@ def _run(
         progress(Progress(0, source.num_rows, 0, time.perf_counter() - clock, 0))
     with OutputWriter(work.final, schema) as writer:
         for index, chunk in enumerate(source.chunks(batch_size)):
-            digest = chunk_digest(chunk.column(PATH_COLUMN).to_pylist()) if source.kind == "directory" else None
+            digest = chunk_digest(chunk.column(PATH_COLUMN).to_pylist()) if source.kind != "manifest" else None
             task = _ChunkTask(index=index, start=index * batch_size, name=part_name(index, digest), rows=chunk)
             finished = task.name in done_parts
             pending.append(_Pending(task, work.parts / task.name, None if finished else executor.submit(task)))
