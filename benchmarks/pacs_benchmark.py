@@ -35,10 +35,9 @@ from pathlib import Path
 import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pacs"))
 
 from orthanc import OrthancServer  # noqa: E402
-from pacs_corpus import FAST, jpeg_film, source_for  # noqa: E402
+from pacs.pacs_corpus import FAST, jpeg_film, source_for  # noqa: E402
 
 from pneumo_batch.pacs import parse_study_date  # noqa: E402
 

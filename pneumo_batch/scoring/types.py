@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -99,8 +99,8 @@ class ScoreSummary:
     errors: int
     seconds: float
     rows_resumed: int
-    reports_sent: int | None = None
-    """DICOM SRs stored in the PACS (``--send-results``), else None."""
+    reports_sent: int | None = field(default=None, kw_only=True)
+    """DICOM SRs stored in the PACS (``--send-results``), else None (keyword-only, so engines may extend the class)."""
 
     @property
     def rows_scored(self) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from orthanc import OrthancServer
-from pacs_corpus import NIGHT, NIGHT_BEFORE, Corpus, NightFilm, jpeg_film, night_corpus, source_for, synthetic_film
+from pacs.pacs_corpus import NIGHT, NIGHT_BEFORE, Corpus, NightFilm, jpeg_film, night_corpus, source_for, synthetic_film
 from pydicom.uid import generate_uid
 
 from pneumo_batch.pacs import AUTH_ENV, PacsSource

@@ -12,7 +12,7 @@ import highdicom as hd
 import pydicom
 import pytest
 import requests
-from pacs_corpus import FAST, NIGHT, NIGHT_BEFORE, PATIENT_ID, PATIENT_NAME, Corpus, source_for, synthetic_film
+from pacs.pacs_corpus import FAST, NIGHT, NIGHT_BEFORE, PATIENT_ID, PATIENT_NAME, Corpus, source_for, synthetic_film
 from orthanc import OrthancServer, free_loopback_port
 
 from pneumo_batch.errors import PneumoBatchError

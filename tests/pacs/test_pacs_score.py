@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from orthanc import OrthancServer, free_loopback_port
-from pacs_corpus import E2E_NIGHT, FAST, PATIENT_ID, NightFilm, night_corpus, rows_of, score_cli
+from pacs.pacs_corpus import E2E_NIGHT, FAST, PATIENT_ID, NightFilm, night_corpus, rows_of, score_cli
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
