@@ -1,6 +1,6 @@
-"""Images per second from Orthanc over DICOMweb (WADO-RS) against the same files read from a folder.
+"""Images per second through `pneumo-batch score` from Orthanc over DICOMweb, against the same files from a folder.
 
-    PNEUMO_BATCH_DATA=../shared/data/pneumoniamnist.npz .venv/bin/python benchmarks/pacs_benchmark.py
+    PNEUMO_BATCH_DATA=../shared/data/pneumoniamnist.npz nice .venv/bin/python benchmarks/pacs_benchmark.py
 
 Inputs, made in a temp dir (never in the repository): the shared full-size
 chest JPEGs (``xray_jpegs/`` beside the data file) encapsulated unchanged as
@@ -8,38 +8,41 @@ DX JPEG baseline DICOM, ``--copies`` times each (new UIDs per copy), written
 to a folder and uploaded to a fresh Orthanc (tests/orthanc.py: the Debian
 binary with its DICOMweb plugin, loopback, basic auth).
 
-In one run on the same files, bytes only (no pixel decoding: that cost is
-the same on both paths and the DICOM benchmark measures it):
+In one run on the same films, each a fresh ``pneumo-batch score`` process
+with the shipped model and ``--workers`` worker processes (wall time,
+start-up included):
 
-- folder: read every file's bytes, then parse its header with pydicom;
-- PACS: ``PacsSource.retrieve_all`` (QIDO is timed separately), at each
-  ``--workers`` count, which also parses (dicomweb-client) and re-serialises
-  to Part-10 bytes.
+- folder: ``score FOLDER``;
+- PACS: ``score dicomweb+http://... --study-date ...`` (QIDO-RS, then WADO-RS
+  per chunk in the workers, 4 parallel retrieves each);
+- PACS + results: the same with ``--send-results`` (one SR per in-scope
+  film: WADO-RS metadata, highdicom, STOW-RS), into a PACS that already holds
+  them (the idempotent rerun a night's retry is);
+- and, bytes only, ``PacsSource.retrieve_all`` (the transfer floor).
 
 Orthanc and the client share the machine's cores, so on 2 cores the PACS
-figure is a floor for a real PACS on its own server, not a ceiling.
+figures are a floor for a real PACS on its own server, not a ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from orthanc import OrthancServer  # noqa: E402
 from pacs.pacs_corpus import FAST, jpeg_film, source_for  # noqa: E402
 
-from pneumo_batch.pacs import parse_study_date  # noqa: E402
+from pneumo_batch.pacs import AUTH_ENV, parse_study_date  # noqa: E402
 
 NIGHT = "20261130"
 
@@ -54,16 +57,29 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def score_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Wall seconds of one ``pneumo-batch score`` process, and its summary line."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pneumo_batch.cli", "score", *args], env=env,
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 3):
+        sys.exit(f"score failed ({done.returncode}): {done.stderr.strip()}")
+    return seconds, done.stderr.strip().splitlines()[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=2, help="DICOM copies of each shared JPEG")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--copies", type=int, default=1, help="DICOM copies of each shared JPEG")
+    parser.add_argument("--workers", type=int, default=2, help="score's worker processes")
+    parser.add_argument("--batch-size", type=int, default=64, help="score's chunk size")
     args = parser.parse_args()
     data = os.environ.get("PNEUMO_BATCH_DATA")
     if not data:
         sys.exit("set PNEUMO_BATCH_DATA to the PneumoniaMNIST .npz (the JPEGs sit beside it)")
     jpegs = sorted((Path(data).parent / "xray_jpegs").glob("*/*.jpeg"))
-    print(f"{cpu_model()}; {os.cpu_count()} cores visible; Python {platform.python_version()}", flush=True)
+    print(f"{cpu_model()}; {os.cpu_count()} cores visible; Python {platform.python_version()}; "
+          f"score --workers {args.workers} --batch-size {args.batch_size}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as scratch_name:
         scratch = Path(scratch_name)
@@ -74,27 +90,31 @@ def main() -> None:
             (folder / f"{index:05d}.dcm").write_bytes(film.part10)
         megabytes = sum(len(film.part10) for film in films) / 1e6
         print(f"{len(films)} films, {megabytes:.0f} MB, JPEG baseline", flush=True)
+        common = ["--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+        env = dict(os.environ)
 
-        start = time.perf_counter()
-        for path in sorted(folder.iterdir()):
-            pydicom.dcmread(io.BytesIO(path.read_bytes()), stop_before_pixels=False)
-        folder_s = time.perf_counter() - start
-        print(f"  folder read + parse:        {len(films) / folder_s:8.1f} images/s", flush=True)
+        folder_s, line = score_seconds([str(folder), "--out", str(scratch / "folder.parquet"), *common], env)
+        print(f"  score FOLDER:                      {len(films) / folder_s:7.1f} images/s  ({line})", flush=True)
 
         with OrthancServer(scratch / "orthanc") as server:
             for film in films:
                 server.upload(film.part10)
+            env[AUTH_ENV] = f"{server.user}:{server.password}"
+            pacs_args = [server.dicomweb_url, "--study-date", NIGHT, *common]
+            for label, extra in (("score PACS:", []), ("score PACS --send-results:", ["--send-results"]),
+                                 ("score PACS --send-results (rerun):", ["--send-results"])):
+                seconds, line = score_seconds([*pacs_args, "--out", str(scratch / "pacs.parquet"), *extra], env)
+                print(f"  {label:34s} {len(films) / seconds:7.1f} images/s  "
+                      f"({folder_s / seconds:.2f}x the folder; {line})", flush=True)
+
             pacs = source_for(server, settings=replace(FAST, retries=4))
             start = time.perf_counter()
             refs = pacs.search_films(parse_study_date(NIGHT))
-            print(f"  QIDO-RS search:             {time.perf_counter() - start:8.3f} s for {len(refs)} instances")
-            for workers in args.workers:
-                tuned = source_for(server, settings=replace(FAST, workers=workers, max_in_flight=2 * workers))
-                start = time.perf_counter()
-                failed = sum(result.error is not None for result in tuned.retrieve_all(refs))
-                seconds = time.perf_counter() - start
-                print(f"  WADO-RS, {workers} worker(s):        {len(refs) / seconds:8.1f} images/s "
-                      f"({folder_s / seconds:.2f}x the folder; {failed} failed)", flush=True)
+            print(f"  QIDO-RS search:                    {time.perf_counter() - start:7.3f} s for {len(refs)} instances")
+            start = time.perf_counter()
+            failed = sum(result.error is not None for result in pacs.retrieve_all(refs))
+            seconds = time.perf_counter() - start
+            print(f"  WADO-RS bytes only, 4 threads:     {len(refs) / seconds:7.1f} images/s ({failed} failed)", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from orthanc import OrthancServer, free_loopback_port
-from pacs.pacs_corpus import E2E_NIGHT, FAST, PATIENT_ID, NightFilm, night_corpus, rows_of, score_cli
+from pacs.pacs_corpus import E2E_NIGHT, FAST, PATIENT_ID, NightFilm, night_corpus, rows_of, score_cli, synthetic_film
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
 from pneumo_batch.cli.common import ExitCode
-from pneumo_batch.errors import PacsUnavailableError
-from pneumo_batch.inputs.pacs import PacsOptions
+from pneumo_batch.errors import PacsConfigError, PacsUnavailableError
+from pneumo_batch.inputs.pacs import PacsOptions, pacs_options
 from pneumo_batch.pacs import AUTH_ENV, parse_study_date
 from pneumo_batch.scoring import Progress, score_batch
 
@@ -99,3 +99,39 @@ def test_nightly_reads_the_pacs_section_with_an_owner_only_credentials_file(
     assert table.column("image_id").to_pylist() == sorted(film.sop_uid for film in rows_of(night))
     log = (tmp_path / "out" / "logs" / f"nightly-{date}.log").read_text()
     assert orthanc.password not in log and PATIENT_ID not in log
+
+
+def test_an_instance_deleted_after_the_query_is_an_error_row(
+    orthanc: OrthancServer, pacs_auth: None, tmp_path: Path
+) -> None:
+    films = [synthetic_film("DX", "20261120", seed=80 + i) for i in range(3)]
+    ids = {film.sop_uid: orthanc.upload(film.part10) for film in films}
+    gone = sorted(ids)[1]
+
+    def delete_once_queried(progress: Progress) -> None:  # called after the query, before any chunk
+        if orthanc.find_instances(SOPInstanceUID=gone):
+            orthanc.delete_instance(ids[gone])
+
+    options = PacsOptions(parse_study_date("20261120"), settings=FAST)
+    summary = score_batch(orthanc.dicomweb_url, tmp_path / "p.parquet", workers=0, pacs=options,
+                          progress=delete_once_queried)
+    table = pq.read_table(summary.out)
+    assert table.column("image_id").to_pylist() == sorted(ids)
+    errors = dict(zip(table.column("image_id").to_pylist(), table.column("error").to_pylist()))
+    assert errors[gone] == "instance gone from PACS"
+
+
+def test_the_pacs_section_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(PacsConfigError, match="unknown key"):
+        pacs_options({"passwd": "x"}, study_date=E2E_NIGHT)
+    with pytest.raises(PacsConfigError, match="timeouts must be positive"):
+        pacs_options({"read_timeout_s": 0}, study_date=E2E_NIGHT)
+    chosen = pacs_options({"study_date": "20261101", "retries": 1, "auth_file": tmp_path / "a"},
+                          study_date="20261102-20261103", default_study_date="20261130")
+    assert chosen.study_dates.qido_value == "20261102-20261103"  # the command line wins
+    assert (chosen.settings.retries, chosen.credentials_file) == (1, tmp_path / "a")
+    assert pacs_options({}, default_study_date="20261130").study_dates.qido_value == "20261130"
+    config = tmp_path / "n.toml"
+    config.write_text('input = "films"\noutput_root = "out"\n[pacs]\nsend_results = true\n')
+    result = CliRunner().invoke(app, ["nightly", "--config", str(config)])
+    assert result.exit_code == ExitCode.USAGE and "need a dicomweb" in result.stderr
