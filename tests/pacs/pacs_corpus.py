@@ -201,7 +201,9 @@ def night_corpus(xray_jpegs_dir: Path, study_date: str = E2E_NIGHT) -> list[Nigh
     Studies hold two or three films each, as a night's do. Every film carries
     the planted patient identifiers.
     """
-    jpegs = [path for path in sorted(xray_jpegs_dir.glob("*/*.jpeg")) if _baseline_jpeg_size(path.read_bytes())]
+    by_class = [[path for path in sorted(folder.glob("*.jpeg")) if _baseline_jpeg_size(path.read_bytes())]
+                for folder in sorted(xray_jpegs_dir.iterdir()) if folder.is_dir()]
+    jpegs = [path for pair in zip(*by_class) for path in pair]  # NORMAL and PNEUMONIA films alternate
     assert len(jpegs) >= CHILD_FILMS + 4, "too few baseline JPEGs in the shared folder"
     studies = [generate_uid() for _ in range(12)]
     films = []
