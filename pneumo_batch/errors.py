@@ -38,6 +38,26 @@ class JobLockedError(PneumoBatchError):
     """Another run holds the lock on this output root."""
 
 
+class Interrupted(BaseException):
+    """The run was stopped by SIGINT or SIGTERM; finished work is kept for the rerun.
+
+    A :class:`BaseException`, like :class:`KeyboardInterrupt`, so that no
+    ``except Exception`` (say, around one bad row) swallows it. The CLI
+    raises it from its signal handler; an engine fills in how far it got.
+    """
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+        self.rows_done: int | None = None
+        self.rows_total: int | None = None
+
+    def __str__(self) -> str:
+        if self.rows_done is None or self.rows_total is None:
+            return "interrupted; run the same command again"
+        return f"interrupted after {self.rows_done} of {self.rows_total} rows; run the same command again to resume"
+
+
 def require(module: str, extra: str) -> None:
     """Raise :class:`MissingDependencyError` naming the extra that provides ``module``."""
     import importlib.util

@@ -271,6 +271,14 @@ def _log_file(path: Path) -> Iterator[None]:
 
 CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
 _PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir")
+#: The TOML types a key accepts (a bool is not an integer here, though Python says it is).
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "workers": (int,), "batch_size": (int,), "quiet": (bool,), "date": (str, Date), "engine": (str,), "ray_address": (str,),
+    **{key: (str,) for key in _PATH_KEYS},
+}
+_TOML_NAMES: dict[type, str] = {
+    str: "a string", int: "an integer", bool: "true or false", float: "a number", list: "an array", dict: "a table",
+}
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -294,6 +302,11 @@ def load_config(path: Path) -> dict[str, Any]:
                 section[key] = (path.parent / Path(str(section[key])).expanduser()).resolve()
         if "url" in section:
             config.setdefault("input", section["url"])
+    for key, value in config.items():
+        expected = _CONFIG_TYPES.get(key)
+        if expected and (not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)):
+            names = " or ".join("a date" if kind is Date else _TOML_NAMES[kind] for kind in expected)
+            raise InputError(f"config {path}: {key} must be {names}, not {_TOML_NAMES.get(type(value), type(value).__name__)} {value!r}")
     for key in _PATH_KEYS:
         if key in config and not (key == "input" and is_pacs_url(str(config[key]))):
             config[key] = (path.parent / Path(str(config[key])).expanduser()).resolve()

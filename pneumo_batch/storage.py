@@ -95,8 +95,27 @@ def replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def check_writable(folder: str | Path) -> None:
+    """Raise :class:`OSError` unless a file can be created in ``folder`` (tried, then removed).
+
+    Permission bits alone do not tell: root ignores them, a read-only mount
+    or ``/proc`` refuses anyway.
+    """
+    probe = Path(folder) / f".pneumo-batch-probe-{uuid.uuid4().hex[:12]}"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    probe.unlink()
+
+
+#: Fault-injection seam for the reliability tests: when set, called with each
+#: file about to be flushed to disk (every file this module writes, and the
+#: output a scoring run builds), so a test can raise, say, ``ENOSPC`` there.
+fault_injector: Callable[[Path], None] | None = None
+
+
 def sync_file(path: str | Path) -> None:
     """Flush a closed file's content to disk."""
+    if fault_injector is not None:
+        fault_injector(Path(path))
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 

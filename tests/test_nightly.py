@@ -76,9 +76,10 @@ def test_a_held_lock_refuses_at_once_and_touches_nothing(train_images, shipped_d
         started = time.perf_counter()
         result = nightly("--input", str(train_images), "--output-root", str(tmp_path), "--date", DATE)
         assert time.perf_counter() - started < 5
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]  # the holder's lock only
     assert result.exit_code == ExitCode.LOCKED
     assert "another run holds" in result.output and f"pid {os.getpid()}" in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]
+    assert list(tmp_path.iterdir()) == []  # the holder removed its lock when it ended
 
 
 def test_two_concurrent_runs_one_runs_one_refuses(train_images, shipped_default_model, tmp_path):

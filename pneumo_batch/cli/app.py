@@ -8,6 +8,7 @@ import typer
 
 from pneumo_batch import __version__
 from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train
+from pneumo_batch.cli.common import DEBUG_ENV, set_debug
 
 app = typer.Typer(
     name="pneumo-batch",
@@ -35,8 +36,12 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Print the traceback of an error too (or set {DEBUG_ENV}=1).")
+    ] = False,
 ) -> None:
     """Screen pediatric chest X-rays for pneumonia in nightly batches."""
+    set_debug(debug)
 
 
 def main() -> None:

@@ -1,16 +1,30 @@
-"""What every command shares: exit codes and turning domain errors into messages."""
+"""What every command shares: exit codes, signals, and turning any failure into one line on stderr.
+
+A command runs its work inside :func:`domain_errors`. There SIGINT and
+SIGTERM raise :class:`~pneumo_batch.errors.Interrupted` (the library stops
+cleanly, keeping finished work, and says how far it got), and every error,
+expected or not, ends as one line and an exit code. ``--debug`` or
+``PNEUMO_BATCH_DEBUG=1`` adds the traceback, for a bug report.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
+from pathlib import Path
+from types import FrameType
 
 import typer
 
 from pneumo_batch.errors import (
     DatasetError,
     InputError,
+    Interrupted,
     JobLockedError,
     MissingDependencyError,
     ModelError,
@@ -18,7 +32,11 @@ from pneumo_batch.errors import (
     PacsConfigError,
     PacsUnavailableError,
     PneumoBatchError,
+    one_line,
 )
+
+#: Set to 1 (or pass ``--debug``) to print the traceback of an error as well.
+DEBUG_ENV = "PNEUMO_BATCH_DEBUG"
 
 
 class ExitCode(IntEnum):
@@ -26,9 +44,9 @@ class ExitCode(IntEnum):
 
     OK = 0
     JOB_FAILED = 1
-    """The job itself failed: an unexpected error; nothing trustworthy was written."""
+    """The job itself failed: an unexpected error, a full disk; nothing trustworthy was written."""
     USAGE = 2
-    """Bad options or unusable input as a whole (missing input, bad manifest, bad model or data path)."""
+    """Bad options or unusable input as a whole (missing input, bad manifest, bad model or data path, bad --out)."""
     ROWS_FAILED = 3
     """The output is complete but some rows are ``error`` rows."""
     ALERT = 4
@@ -37,6 +55,10 @@ class ExitCode(IntEnum):
     """Another run holds the lock on this output root; nothing was touched."""
     PACS_UNAVAILABLE = 6
     """The PACS could not be reached (at the start: nothing written; mid-run: the rerun resumes)."""
+    INTERRUPTED = 130
+    """Stopped by SIGINT (Ctrl-C); finished work is kept, the same command resumes."""
+    TERMINATED = 143
+    """Stopped by SIGTERM (``timeout``, ``systemctl stop``); finished work is kept, the same command resumes."""
 
 
 _CODES: dict[type[PneumoBatchError], ExitCode] = {
@@ -50,6 +72,35 @@ _CODES: dict[type[PneumoBatchError], ExitCode] = {
     PacsUnavailableError: ExitCode.PACS_UNAVAILABLE,
 }
 
+_debug = False
+
+
+def set_debug(enabled: bool) -> None:
+    """Whether to print tracebacks along with the one-line errors (``--debug``)."""
+    global _debug
+    _debug = enabled
+
+
+def debugging() -> bool:
+    return _debug or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+
+
+def check_report_folder(out: Path, option: str = "--out") -> None:
+    """Refuse, before any work, a report folder that is a file or whose nearest existing folder is not writable."""
+    from pneumo_batch import storage
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} exists and is not a folder: {out}")
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{option} is under a file, not a folder: {existing}")
+    try:
+        storage.check_writable(existing)
+    except OSError as error:
+        raise InputError(f"cannot write in the folder of {option}: {error.strerror or error}: {existing}") from None
+
 
 def exit_code_for(error: PneumoBatchError) -> ExitCode:
     for kind, code in _CODES.items():
@@ -60,9 +111,60 @@ def exit_code_for(error: PneumoBatchError) -> ExitCode:
 
 @contextmanager
 def domain_errors() -> Iterator[None]:
-    """Turn a :class:`PneumoBatchError` into ``Error: <message>`` on stderr and its exit code."""
+    """Run a command's work: signals stop it cleanly, and any error becomes ``Error: <one line>`` and its exit code.
+
+    A :class:`PneumoBatchError` keeps its own code; an ``OSError`` (a full
+    disk, a folder that vanished) and any other exception exit with
+    :attr:`ExitCode.JOB_FAILED`.
+    """
+    try:
+        with _signals_interrupt():
+            yield
+    except Interrupted as stop:
+        _traceback()
+        typer.echo(str(stop), err=True)
+        code = ExitCode.TERMINATED if stop.signal_number == signal.SIGTERM else ExitCode.INTERRUPTED
+        raise typer.Exit(code) from None
+    except PneumoBatchError as error:
+        _fail(one_line(error), exit_code_for(error))
+    except OSError as error:
+        _fail(_describe_os_error(error), ExitCode.JOB_FAILED)
+    except Exception as error:  # a bug: still one line, and the traceback on request
+        hint = "" if debugging() else f" (set {DEBUG_ENV}=1 or pass --debug for the traceback)"
+        _fail(f"unexpected {type(error).__name__}: {one_line(error)}{hint}", ExitCode.JOB_FAILED)
+
+
+def _fail(message: str, code: ExitCode) -> None:
+    _traceback()
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code) from None
+
+
+def _traceback() -> None:
+    if debugging():
+        traceback.print_exc()
+
+
+def _describe_os_error(error: OSError) -> str:
+    """The system's phrase for the error number first (``No space left on device``), then the file if known."""
+    reason = os.strerror(error.errno) if error.errno else error.strerror or one_line(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; a second one acts at once (the default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, frame: FrameType | None) -> None:
+        signal.signal(number, signal.SIG_DFL)
+        raise Interrupted(number)
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
-    except PneumoBatchError as error:
-        typer.echo(f"Error: {error}", err=True)
-        raise typer.Exit(exit_code_for(error)) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.cli.common import ExitCode, check_report_folder, domain_errors
 from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE
 from pneumo_batch.monitoring import (
     SUMMARY_FILE,
@@ -54,6 +54,7 @@ def monitor(
     given and drift, a class-balance shift or a performance drop is detected.
     """
     with domain_errors():
+        check_report_folder(out)
         predictions = discover_predictions(predictions)  # a missing input fails before any other work
         reference, metadata = resolve_reference(model, reference)
         summary = build_monitoring_report(

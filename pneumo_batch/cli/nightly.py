@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch.cli.common import ExitCode, check_report_folder, domain_errors
 from pneumo_batch.errors import InputError
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine
 
@@ -85,6 +85,7 @@ def nightly(
         for required in ("input", "output_root"):
             if required not in settings:
                 raise InputError(f"--{required.replace('_', '-')} is required (on the command line or in --config)")
+        check_report_folder(Path(settings["output_root"]), "--output-root")
         quiet_mode = bool(settings.pop("quiet", False))
         settings.setdefault("date", Date.today())
         resolve_pacs(settings, study_date=study_date, send_results=send_results)

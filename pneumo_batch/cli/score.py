@@ -93,6 +93,10 @@ def score(
         int | None,
         typer.Option(min=0, metavar="N", help="PACS: retries of a failed request, with doubling backoff (default 4).", show_default=False),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace an existing OUT that is not a predictions file (refused otherwise)."),
+    ] = False,
 ) -> None:
     """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
 
@@ -120,7 +124,7 @@ def score(
         try:
             summary = score_batch(
                 input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
-                ray_address=ray_address, progress=reporter, pacs=pacs,
+                ray_address=ray_address, progress=reporter, pacs=pacs, overwrite=overwrite,
             )
         finally:
             reporter.close()

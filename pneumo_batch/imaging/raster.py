@@ -62,11 +62,11 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
     else:
         path = Path(source)
         if path.is_dir():
-            raise ImageError(f"is a directory, not an image file: {path}")
+            raise ImageError("is a directory, not an image file")
         if not path.exists():
-            raise ImageError(f"file not found: {path}")
+            raise ImageError("file not found")
         if path.stat().st_size == 0:
-            raise ImageError(f"empty file: {path}")
+            raise ImageError("empty file")
         stream = path
     try:
         with warnings.catch_warnings():
@@ -77,8 +77,7 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise ImageError(
-                        f"image of {width}x{height} pixels exceeds the limit of "
-                        f"{MAX_IMAGE_PIXELS:,} pixels (possible decompression bomb)"
+                        f"possible decompression bomb: {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS:,}"
                     )
                 mode, file_format = image.mode, image.format or "unknown"
                 pixels = image_to_pixels(image)
@@ -104,7 +103,7 @@ def image_to_pixels(image: Image.Image) -> np.ndarray:
         image.draft("L", (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
     width, height = image.size
     if width < 1 or height < 1:
-        raise ImageError(f"image has no pixels ({width}x{height})")
+        raise ImageError(f"image has no pixels: {width}x{height}")
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
     # Crop first: resizing with a box would let pixels outside the square
@@ -125,4 +124,4 @@ def _to_grayscale(image: Image.Image) -> Image.Image:
         return image.convert("L")
     if mode in {"RGBA", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "La"}:
         return image.convert("RGB").convert("L")
-    raise ImageError(f"unsupported image mode {mode!r}")
+    raise ImageError(f"unsupported image mode: {mode}")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import stat
 
-from pneumo_batch.errors import ImageError
+from pneumo_batch.errors import ImageError, one_line
 
 #: Files larger than this are refused before being read (no X-ray is near it).
 MAX_FILE_BYTES = 1 << 30
+#: What stands for the bytes of a file name that are not UTF-8 (see :mod:`~pneumo_batch.inputs.source`).
+_UNDECODED = "\ufffd"
 
 
 
@@ -34,7 +36,7 @@ def resolve_path(value: str, base_dir: str, root: str | None) -> str:
         return joined
     real = os.path.realpath(joined)
     if not _is_within(real, root):
-        raise ImageError(f"path is outside --root {root}: {value}")
+        raise ImageError("path is outside --root")
     return real
 
 
@@ -49,19 +51,19 @@ def read_file(path: str) -> bytes:
         # O_NONBLOCK: a FIFO in a manifest must not hang the worker (no effect on regular files).
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise ImageError(f"file not found: {path}") from None
+        raise ImageError("file name is not valid UTF-8" if _UNDECODED in path else "file not found") from None
     except IsADirectoryError:
-        raise ImageError(f"is a directory, not an image file: {path}") from None
+        raise ImageError("is a directory, not an image file") from None
     except OSError as error:
-        raise ImageError(f"cannot open file: {error.strerror or error}: {path}") from None
+        raise ImageError(f"cannot open file: {error.strerror or one_line(error)}") from None
     try:
         status = os.fstat(descriptor)
         if stat.S_ISDIR(status.st_mode):
-            raise ImageError(f"is a directory, not an image file: {path}")
+            raise ImageError("is a directory, not an image file")
         if not stat.S_ISREG(status.st_mode):
-            raise ImageError(f"not a regular file: {path}")
+            raise ImageError("not a regular file")
         if status.st_size > MAX_FILE_BYTES:
-            raise ImageError(f"file of {status.st_size:,} bytes exceeds the limit of {MAX_FILE_BYTES:,}: {path}")
+            raise ImageError(f"file too large: {status.st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,}")
         # One read of the size fstat gave (plus one byte, to notice a file that grew meanwhile).
         data = os.read(descriptor, status.st_size + 1)
         if len(data) > status.st_size:
@@ -70,9 +72,9 @@ def read_file(path: str) -> bytes:
                 rest.append(block)
             data = b"".join(rest)
     except OSError as error:
-        raise ImageError(f"cannot read file: {error.strerror or error}: {path}") from None
+        raise ImageError(f"cannot read file: {error.strerror or one_line(error)}") from None
     finally:
         os.close(descriptor)
     if not data:
-        raise ImageError(f"empty file: {path}")
+        raise ImageError("empty file")
     return data

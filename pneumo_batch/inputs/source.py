@@ -154,8 +154,16 @@ def _walk(directory: Path, prefix: str) -> Iterator[str]:
         relative = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path), f"{relative}/")
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not entry.is_dir():
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not _links_to_folder(entry):
             yield relative
+
+
+def _links_to_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether a symlink leads to a folder; a loop or a dangling link is kept, to become an error row."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def chunk_digest(paths: list[str]) -> str:
@@ -175,7 +183,10 @@ def _directory_chunks(directory: Path, size: int) -> Iterator[pa.Table]:
 
 
 def _directory_table(paths: list[str]) -> pa.Table:
-    array = pa.array(paths, type=pa.string())
+    # A name that is not UTF-8 (bytes the OS decodes as surrogates) cannot be
+    # an Arrow string: it gets U+FFFD in their place, and its row the reason
+    # "file name is not valid UTF-8" (see inputs.files.read_file).
+    array = pa.array([path.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for path in paths], pa.string())
     return pa.table({ID_COLUMN: array, PATH_COLUMN: array})
 
 

@@ -35,6 +35,7 @@ def score_batch(
     scorer_factory: ScorerFactory | None = None,
     ray_address: str | None = None,
     pacs: PacsOptions | None = None,
+    overwrite: bool = False,
 ) -> ScoreSummary:
     """Score every image of ``input_path`` (a directory or a Parquet manifest) into ``out``.
 
@@ -47,7 +48,8 @@ def score_batch(
     usable core; 0 scores in this process), or with Ray the CPUs of the
     local instance. ``root`` confines every path. ``scorer_factory``
     replaces the model's ``.tflite`` (tests use a fake); the artifact still
-    supplies thresholds and metadata.
+    supplies thresholds and metadata. An existing ``out`` that is not a
+    predictions file is refused unless ``overwrite``.
 
     ``input_path`` may be a PACS (``dicomweb+http(s)://HOST:PORT/PATH``, a
     string) with ``pacs`` saying which study dates and how to log in; with
@@ -71,6 +73,7 @@ def score_batch(
     request = ScoreRequest(
         input_path=input_path, out=out, model=model, workers=workers, batch_size=batch_size, root=root,
         progress=progress, scorer_factory=scorer_factory, ray_address=ray_address, pacs=pacs,
+        overwrite=overwrite,
     )
     summary = engine_for(chosen).score(request)
     if pacs is not None and pacs.send_results:

@@ -113,7 +113,7 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
             errors[row] = str(error)
             continue
         except Exception as error:  # one bad row must never stop the batch
-            errors[row] = f"unexpected {type(error).__name__}: {one_line(error)}"
+            errors[row] = f"unexpected error: {type(error).__name__}: {one_line(error)}"
             continue
         pixels[row] = decoded.pixels
         ok[row] = True

@@ -130,6 +130,8 @@ class ScoreRequest:
     ray_address: str | None
     pacs: PacsOptions | None = None
     """Study dates, credentials file and settings when ``input_path`` is a PACS URL."""
+    overwrite: bool = False
+    """Replace an existing ``out`` that is not a predictions file (else it is refused)."""
 
 
 def default_workers() -> int:

@@ -61,6 +61,14 @@ class WorkDir:
     def existing_parts(self) -> set[str]:
         return {path.name for path in self.parts.glob("part-*.arrow")}
 
+    def rows_in_parts(self) -> int:
+        """Rows in the finished parts (what an interrupted run keeps for the rerun)."""
+        total = 0
+        for part in self.parts.glob("part-*.arrow"):
+            with contextlib.suppress(OSError, pa.ArrowException):
+                total += pa.ipc.open_file(pa.memory_map(str(part))).count_rows()
+        return total
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 

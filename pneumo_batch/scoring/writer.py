@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pneumo_batch import predictions as columns
 from pneumo_batch import storage
 from pneumo_batch.errors import InputError
 from pneumo_batch.inputs import InputSource
@@ -119,14 +120,31 @@ def read_predictions_folder(path: str | Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(file) for file in files])
 
 
-def check_out_file(out: str | Path, source: InputSource) -> Path:
-    """``out`` as an absolute file path: not a folder, not the input manifest; its folder created."""
+def check_out_file(out: str | Path, source: InputSource, *, overwrite: bool = False) -> Path:
+    """``out`` as an absolute file path in a folder we may write, created if missing.
+
+    Refused with :class:`InputError`: a folder or anything but a regular
+    file, the input manifest itself, and an existing file that is not a
+    pneumo-batch predictions file (unless ``overwrite``).
+    """
     path = Path(out).expanduser().absolute()
     if path.is_dir():
         raise InputError(f"--out is a directory; give a file name: {path}")
+    if path.exists() and not path.is_file():
+        raise InputError(f"--out exists and is not a regular file: {path}")
     if path.exists() and source.kind == "manifest" and path.samefile(source.location):
         raise InputError(f"--out would overwrite the input manifest: {path}")
+    if path.exists() and not overwrite and not _is_predictions_file(path):
+        raise InputError(f"--out exists and is not a pneumo-batch predictions file; pass --overwrite to replace it: {path}")
     return _with_parent(path)
+
+
+def _is_predictions_file(path: Path) -> bool:
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False
+    return columns.PARQUET_METADATA_KEY in metadata
 
 
 def check_out_folder(out: str | Path, source: InputSource) -> Path:
@@ -147,8 +165,13 @@ def check_out_folder(out: str | Path, source: InputSource) -> Path:
 
 
 def _with_parent(path: Path) -> Path:
+    """``path``, once its folder exists and accepts a new file (a read-only or pseudo filesystem does not)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"cannot create the folder of --out: {error.strerror or error}: {path.parent}") from None
+    try:
+        storage.check_writable(path.parent)
+    except OSError as error:
+        raise InputError(f"cannot write in the folder of --out: {error.strerror or error}: {path.parent}") from None
     return path

@@ -13,6 +13,21 @@ it instead of being scored again; every row appears exactly once.
 
 Memory is bounded by the number of chunks in flight (``2 * workers + 2``)
 times ``batch_size``, plus one output row group, whatever the size of the input.
+
+No process outlives the run. Each worker watches the pipe that
+:mod:`multiprocessing` keeps open from the main process
+(:func:`multiprocessing.parent_process`'s ``sentinel``): a thread waits on
+it and ends the worker the moment the main process is gone, however it died
+(SIGKILL included), so no kernel feature beyond a pipe's end-of-file is
+needed. ``PR_SET_PDEATHSIG`` was the alternative, but a worker's parent is
+the fork server, not the main process, and the fork server only exits once
+every holder of its own "alive" pipe, workers included, is gone: with the
+workers gone, it sees end-of-file and exits by itself. Workers ignore SIGINT
+and SIGTERM (a Ctrl-C or ``systemctl stop`` reaches the whole process
+group), so that the main process alone decides what stops: on
+:class:`~pneumo_batch.errors.Interrupted` it hands out no more chunks, lets
+the running ones finish their parts, ends the workers and releases the
+lock; the rerun resumes from the parts.
 """
 
 from __future__ import annotations
@@ -20,7 +35,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -35,7 +53,7 @@ import pyarrow.compute as pc
 
 from pneumo_batch import __version__, storage
 from pneumo_batch import predictions as columns
-from pneumo_batch.errors import InputError, PneumoBatchError
+from pneumo_batch.errors import InputError, Interrupted, PneumoBatchError
 from pneumo_batch.inputs import PATH_COLUMN, InputSource, chunk_digest, open_input
 from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.scoring import (
@@ -71,7 +89,7 @@ class LocalEngine:
             _warm_up_workers()
         source = open_input(request.input_path, request.pacs)
         root_real = check_root(request.root)
-        out_path = check_out_file(request.out, source)
+        out_path = check_out_file(request.out, source, overwrite=request.overwrite)
         model = request.model
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         factory = request.scorer_factory or TfliteScorerFactory(*artifact.scoring_file(), artifact.output)
@@ -95,11 +113,16 @@ class LocalEngine:
                 artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
                 batch_size=request.batch_size, workers=worker_count,
             )
-            with _executor(worker_count, context) as executor:
-                rows, errors, resumed = _run(
-                    source, request.batch_size, work, executor, context.schema.with_metadata(metadata),
-                    window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
-                )
+            try:
+                with _executor(worker_count, context) as executor:
+                    rows, errors, resumed = _run(
+                        source, request.batch_size, work, executor, context.schema.with_metadata(metadata),
+                        window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
+                    )
+            except Interrupted as stop:
+                # The executor has ended its workers; what they finished is on disk.
+                stop.rows_done, stop.rows_total = work.rows_in_parts(), source.num_rows
+                raise
             os.replace(work.final, out_path)
             storage.sync_folder(out_path.parent)
             work.remove()
@@ -228,7 +251,11 @@ class _PoolExecutor:
         return self._pool.submit(_score_in_worker, task)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Cancel the chunks not started, let the running ones finish their parts, end the workers."""
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        except BrokenProcessPool:  # a worker was killed with the run (a signal to the whole group)
+            pass
 
 
 class _InlineExecutor:
@@ -298,6 +325,22 @@ _worker_scorer: Predictor | None = None
 def _init_worker(context: _ChunkContext) -> None:
     global _worker_context
     _worker_context = context
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the main process decides when to stop (see the module doc)
+        signal.signal(stop, signal.SIG_IGN)
+    _end_with_parent()
+
+
+def _end_with_parent() -> None:
+    """End this worker as soon as the main process is gone (its pipe to us reaches end-of-file)."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch(sentinel: int) -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)  # nobody is left to take the result: stop mid-chunk, its part is never half-written
+
+    threading.Thread(target=watch, args=(parent.sentinel,), name="end-with-parent", daemon=True).start()
 
 
 def _score_in_worker(task: _ChunkTask) -> int:
