@@ -4,6 +4,11 @@ Scoring writes one row per input row with these columns (plus the manifest's
 pass-through columns); monitoring and the training reference profile read
 them; :func:`output_schema` gives their order and types. Per operating point ``NAME`` in the model's metadata there is a
 boolean ``pred_NAME`` (null on error) and a float ``threshold_NAME``.
+
+DICOM inputs fill the header columns (:data:`HEADER_COLUMNS`, null for other
+formats). Every row says whether it is in the model's scope (:data:`SCOPE_COLUMNS`,
+null on error rows): an out-of-scope row keeps ``status`` ok and its score,
+for audit, but gets no decision (every ``pred_NAME`` is null).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from pneumo_batch.errors import InputError
+from pneumo_batch.imaging.dicom_header import HEADER_COLUMNS
 from pneumo_batch.imaging.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES
 
 IMAGE_ID = "image_id"
@@ -32,6 +38,17 @@ PREDICTION_PREFIX = "pred_"
 THRESHOLD_PREFIX = "threshold_"
 
 FEATURE_COLUMNS: tuple[str, ...] = NUMERIC_IMAGE_FEATURES + FILE_FEATURES
+
+PATIENT_AGE_YEARS = "patient_age_years"
+"""The one numeric header column (float64); the other header columns are strings."""
+
+IN_SCOPE = "in_scope"
+"""Bool: the row may get a decision (null on error rows)."""
+SCOPE_REASON = "scope_reason"
+"""Why a row is out of scope, naming the rule ("header: modality CT"); null when in scope."""
+SCOPE_SCORE = "scope_score"
+"""Float64 from the pixel scope gate, higher = less like the training images; null without a gate."""
+SCOPE_COLUMNS: tuple[str, ...] = (IN_SCOPE, SCOPE_REASON, SCOPE_SCORE)
 
 #: Key of the Parquet key-value metadata entry holding the run's JSON description.
 PARQUET_METADATA_KEY = b"pneumo_batch"
@@ -65,6 +82,10 @@ def output_schema(operating_points: list[str], passthrough: pa.Schema) -> pa.Sch
         pa.field("img_aspect_ratio", pa.float32()),
         pa.field("img_mode", pa.string()),
         pa.field("img_format", pa.string()),
+        *(pa.field(name, pa.float64() if name == PATIENT_AGE_YEARS else pa.string()) for name in HEADER_COLUMNS),
+        pa.field(IN_SCOPE, pa.bool_()),
+        pa.field(SCOPE_REASON, pa.string()),
+        pa.field(SCOPE_SCORE, pa.float64()),
     ]
     taken = {field.name for field in fields}
     clashes = [name for name in passthrough.names if name in taken]

@@ -14,12 +14,16 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pneumo_batch.errors import ImageError, one_line
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
+
+if TYPE_CHECKING:
+    from pneumo_batch.imaging.dicom_header import DicomHeader
 
 
 #: Images with more pixels than this are refused as possible decompression
@@ -38,7 +42,7 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A file reduced to the model's 28x28 pixels, plus what it was before."""
+    """A file reduced to the model's 28x28 pixels, plus what it was before: what every decoder returns."""
 
     pixels: np.ndarray
     """``uint8`` array of shape (28, 28)."""
@@ -46,6 +50,8 @@ class DecodedImage:
     height: int
     mode: str
     format: str
+    header: DicomHeader | None = None
+    """The DICOM header fields we keep (DICOM input only)."""
 
 
 def decode_image(source: bytes | str | Path) -> DecodedImage:

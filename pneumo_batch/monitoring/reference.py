@@ -28,6 +28,7 @@ import pyarrow as pa
 from pneumo_batch import predictions as cols
 from pneumo_batch import storage
 from pneumo_batch.errors import InputError
+from pneumo_batch.imaging.dicom_header import HEADER_COLUMNS
 from pneumo_batch.imaging.features import FILE_FEATURES, intensity_features
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.model import REFERENCE_PROFILE_FILE, ModelArtifact, load_model
@@ -141,6 +142,12 @@ def reference_profile_frame(
     frame.update(intensity_features(images))
     for name in FILE_FEATURES:
         frame[name] = pd.Series([None] * count, dtype=_FILE_FEATURE_DTYPES.get(name, "string"))
+    # Training images have no DICOM header, and are in scope by definition.
+    for name in HEADER_COLUMNS:
+        frame[name] = pd.Series([None] * count, dtype="Float64" if name == cols.PATIENT_AGE_YEARS else "string")
+    frame[cols.IN_SCOPE] = True
+    frame[cols.SCOPE_REASON] = pd.Series([None] * count, dtype="string")
+    frame[cols.SCOPE_SCORE] = pd.Series([None] * count, dtype="Float64")
     frame[cols.LABEL] = labels.astype(np.int8)
     return pd.DataFrame(frame)
 

@@ -20,10 +20,13 @@ from pneumo_batch import predictions as columns
 from pneumo_batch.errors import ImageError, ModelError, one_line
 from pneumo_batch.imaging.features import NUMERIC_IMAGE_FEATURES, intensity_features
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
-from pneumo_batch.imaging.raster import decode_image
+from pneumo_batch.imaging.decoders import decode, header_of
+from pneumo_batch.imaging.dicom_header import HEADER_COLUMNS, DicomHeader
 from pneumo_batch.inputs import ID_COLUMN, PATH_COLUMN, InputSource, read_file, resolve_path
 from pneumo_batch.model import ModelArtifact
 from pneumo_batch.predictions import output_schema
+from pneumo_batch.scope import combine, header_verdict
+from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules
 from pneumo_batch.scoring.types import Predictor, now
 
 
@@ -44,9 +47,19 @@ class RowContext:
     run_id: str
     fetcher: Callable[[pa.Table], Iterable[bytes | ImageError]] | None
     """Fetches the chunk's images where the rows do not hold them (a PACS: :attr:`InputSource.fetcher`)."""
+    header_rules: HeaderScopeRules
+    """Which DICOM headers are in the model's scope (:mod:`pneumo_batch.scope.header`)."""
 
     @classmethod
-    def for_run(cls, source: InputSource, artifact: ModelArtifact, *, root: str | None, run_id: str) -> RowContext:
+    def for_run(
+        cls,
+        source: InputSource,
+        artifact: ModelArtifact,
+        *,
+        root: str | None,
+        run_id: str,
+        header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES,
+    ) -> RowContext:
         """The context of a run of ``artifact`` over ``source``: its output columns and thresholds."""
         points = tuple((point.name, point.threshold) for point in artifact.operating_points)
         return cls(
@@ -59,6 +72,7 @@ class RowContext:
             model_version=artifact.version,
             run_id=run_id,
             fetcher=source.fetcher,
+            header_rules=header_rules,
         )
 
 
@@ -93,6 +107,9 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
     heights: list[int | None] = [None] * count
     modes: list[str | None] = [None] * count
     formats: list[str | None] = [None] * count
+    headers: list[DicomHeader | None] = [None] * count
+    in_scope: list[bool | None] = [None] * count
+    scope_reasons: list[str | None] = [None] * count
     root = context.root
     # A fetcher yields lazily (bounded memory); PACS unavailability stops the chunk, not one row.
     values = sources if context.fetcher is None else context.fetcher(table)
@@ -106,11 +123,12 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
                 target = shown[row] if root is None else resolve_path(value, context.base_dir, root)
                 if not value:
                     raise ImageError("empty path")
-                decoded = decode_image(read_file(target))
+                decoded = decode(read_file(target), os.path.splitext(value)[1])
             else:
-                decoded = decode_image(value)
+                decoded = decode(value)
         except ImageError as error:
             errors[row] = str(error)
+            headers[row] = header_of(error)
             continue
         except Exception as error:  # one bad row must never stop the batch
             errors[row] = f"unexpected error: {type(error).__name__}: {one_line(error)}"
@@ -119,8 +137,13 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         ok[row] = True
         widths[row], heights[row] = decoded.width, decoded.height
         modes[row], formats[row] = decoded.mode, decoded.format
+        headers[row] = decoded.header
+        verdict = combine(header_verdict(decoded.header, context.header_rules))
+        in_scope[row], scope_reasons[row] = verdict.in_scope, verdict.reason
 
     failed = ~ok
+    # Out-of-scope rows keep their score, for audit, but get no decision.
+    undecided = failed | ~np.array([bool(value) for value in in_scope], dtype=bool)
     scores = np.zeros(count, dtype=np.float32)
     features = {name: np.zeros(count, dtype=np.float32) for name in NUMERIC_IMAGE_FEATURES}
     good = int(ok.sum())
@@ -144,7 +167,7 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         pc.if_else(pa.array(ok), columns.STATUS_OK, columns.STATUS_ERROR),
         pa.array(errors, pa.string()),
         pa.array(scores, mask=failed),
-        *(pa.array(scores.astype(np.float64) >= threshold, mask=failed) for _, threshold in points),
+        *(pa.array(scores.astype(np.float64) >= threshold, mask=undecided) for _, threshold in points),
         *(pa.repeat(pa.scalar(threshold, pa.float64()), count) for _, threshold in points),
         pa.repeat(pa.scalar(context.model_sha256, pa.string()), count),
         pa.repeat(pa.scalar(context.model_version, pa.string()), count),
@@ -156,10 +179,23 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         aspect,
         pa.array(modes, pa.string()),
         pa.array(formats, pa.string()),
+        *_header_arrays(headers, context.schema),
+        pa.array(in_scope, pa.bool_()),
+        pa.array(scope_reasons, pa.string()),
+        pa.nulls(count, pa.float64()),  # scope_score: the pixel gate's, none yet
     ]
     passthrough = context.schema.names[len(arrays) :]
     arrays += [table.column(name).combine_chunks() for name in passthrough]
     return pa.Table.from_arrays(arrays, schema=context.schema)
+
+
+def _header_arrays(headers: list[DicomHeader | None], schema: pa.Schema) -> list[pa.Array]:
+    """The header columns (null where a row has no DICOM header), typed as in ``schema``."""
+    values = [header.columns() if header is not None else None for header in headers]
+    return [
+        pa.array([None if row is None else row[name] for row in values], schema.field(name).type)
+        for name in HEADER_COLUMNS
+    ]
 
 
 def _joined(base_dir: str, paths: pa.ChunkedArray) -> pa.Array:

@@ -1,0 +1,136 @@
+"""Time DICOM decoding per transfer syntax: our reduced-resolution decode against a plain pydicom decode.
+
+    PNEUMO_BATCH_DATA=../shared/data/pneumoniamnist.npz .venv/bin/python benchmarks/dicom_benchmark.py
+
+Inputs, made in a temp dir (never in the repository): ``--films`` of the
+full-size JPEGs of ``xray_jpegs/`` (beside the data file), each written in
+every transfer syntax below by the test corpus builder (tests/dicom_corpus.py).
+
+For each syntax, in one process and one run on the same files:
+
+- ours: :func:`pneumo_batch.imaging.dicom.decode_dicom` (reduced-resolution
+  decoding where the codec allows it, LUTs as a table) then
+  :func:`pneumo_batch.imaging.raster.image_to_pixels`: the floor under scoring;
+- plain: ``pydicom.dcmread`` + ``ds.pixel_array`` at full resolution +
+  ``apply_modality_lut`` + ``apply_voi_lut`` + min-max to 8 bit
+  (MONOCHROME1 inverted) + the same ``image_to_pixels``.
+
+Each is run ``--rounds`` times alternately and the fastest round is kept
+(CPU time of this process; wall time beside it). A shared machine is noisy:
+read the ratios, measured side by side, rather than the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pneumo_batch.dataset import load_pneumoniamnist
+from pneumo_batch.imaging.dicom import decode_dicom
+from pneumo_batch.imaging.raster import image_to_pixels
+
+#: Corpus builders timed, one per transfer syntax (see tests/dicom_corpus.py for the stored values).
+SYNTAXES = {
+    "explicit VR LE, 8-bit": "explicit_vr_dx",
+    "implicit VR LE, 8-bit": "implicit_vr",
+    "deflated, 12-bit": "deflated_12bit_window",
+    "RLE lossless, 12-bit": "rle_12bit_window",
+    "JPEG baseline, 8-bit": "jpeg_baseline",
+    "JPEG lossless SV1, 12-bit": "jpeg_lossless_12bit_window",
+    "JPEG-LS lossless, 12-bit": "jpeg_ls_12bit_window",
+    "JPEG 2000 lossless, 8-bit": "jpeg2000_lossless_8bit",
+    "JPEG 2000 lossless, 12-bit": "jpeg2000_lossless_12bit_window",
+}
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="PneumoniaMNIST .npz (default: $PNEUMO_BATCH_DATA)")
+    parser.add_argument("--films", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    corpus = _load_corpus_builder()
+    jpegs = sorted((load_pneumoniamnist(args.data).path.parent / "xray_jpegs").rglob("*.jpeg"))[: args.films]
+    print(f"CPU: {cpu_description()}; {os.cpu_count()} cores visible; Python {platform.python_version()}")
+    print(f"{len(jpegs)} films, fastest of {args.rounds} rounds, one process")
+    print(f"{'transfer syntax':<28}{'ours ms':>9}{'plain ms':>10}{'plain/ours':>12}{'ours wall':>11}{'plain wall':>12}  decoder")
+    with tempfile.TemporaryDirectory(prefix="dicom-benchmark-") as scratch:
+        for label, name in SYNTAXES.items():
+            files = [corpus.build(jpeg, Path(scratch) / name / str(i), name) for i, jpeg in enumerate(jpegs)]
+            ours, ours_wall = _fastest(lambda: [ours_pixels(f) for f in files], args.rounds)
+            plain, plain_wall = _fastest(lambda: [plain_pixels(f) for f in files], args.rounds)
+            decoder = decode_dicom(files[0]).decoder
+            per = 1e3 / len(files)
+            print(f"{label:<28}{ours * per:>9.1f}{plain * per:>10.1f}{plain / ours:>12.2f}"
+                  f"{ours_wall * per:>11.1f}{plain_wall * per:>12.1f}  {decoder}", flush=True)
+            for path in files:
+                path.unlink()
+
+
+def ours_pixels(path: Path) -> np.ndarray:
+    return image_to_pixels(decode_dicom(path).image)
+
+
+def plain_pixels(path: Path) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    values = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float64)
+    low, high = values.min(), values.max()
+    display = np.rint((values - low) * (255.0 / max(high - low, 1e-9))).astype(np.uint8)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        display = 255 - display
+    return image_to_pixels(Image.fromarray(display))
+
+
+def _fastest(work: Callable[[], object], rounds: int) -> tuple[float, float]:
+    best_cpu = best_wall = float("inf")
+    for _ in range(rounds):
+        cpu, wall = time.process_time(), time.perf_counter()
+        work()
+        best_cpu, best_wall = min(best_cpu, time.process_time() - cpu), min(best_wall, time.perf_counter() - wall)
+    return best_cpu, best_wall
+
+
+def cpu_description() -> str:
+    """The CPU model and its SIMD flags, from /proc/cpuinfo (Linux)."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return f"{model} [{' '.join(flag for flag in SIMD_FLAGS if flag in flags) or 'no SIMD flags listed'}]"
+
+
+def _load_corpus_builder():  # noqa: ANN202 - a module
+    """The test corpus builder, by path: the benchmark writes exactly the files the tests check."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "dicom_corpus.py"
+    spec = importlib.util.spec_from_file_location("dicom_corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+if __name__ == "__main__":
+    main()
