@@ -65,7 +65,7 @@ def test_rerun_replaces_the_partition_and_history_reads_as_one_dataset(train_ima
 def test_empty_input_writes_an_empty_partition(shipped_default_model, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = nightly("--input", str(empty), "--output-root", str(tmp_path / "out"), "--date", DATE)
+    result = nightly("--input", str(empty), "--output-root", str(tmp_path / "out"), "--date", DATE, "--verbose")
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "out" / "predictions" / f"date={DATE}" / "predictions.parquet").num_rows == 0
     assert "0 rows (empty input)" in result.output

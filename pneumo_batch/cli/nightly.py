@@ -59,7 +59,12 @@ def nightly(
     ] = None,
     quiet: Annotated[
         bool | None,
-        typer.Option("--quiet/--verbose", help="Print only warnings, and the summary only when someone needs to look.", show_default=False),
+        typer.Option(
+            "--quiet/--verbose",
+            help="--quiet prints nothing when all is well and the one-line summary when someone needs to look "
+            "(the default without a terminal, as under cron); --verbose prints the log lines too.",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Score a night's images, monitor them, and publish date=YYYY-MM-DD partitions.
@@ -68,8 +73,10 @@ def nightly(
 
     Exit codes: 0 all well; 3 some images failed; 4 drift or class-balance
     alert (wins over 3); 5 another run holds the lock; 6 the PACS is
-    unavailable; 2 usage error; 1 the job itself failed. The last line is a
-    one-line summary.
+    unavailable; 2 usage error; 1 the job itself failed. Under cron (no
+    terminal) it prints nothing on a good night and one line when someone
+    needs to look; --verbose shows the log (whose last line is that
+    summary). OUTPUT_ROOT/logs/ always has the log.
     """
     from pneumo_batch.nightly import NightlyOptions, load_config, parse_date, resolve_pacs, run_nightly
 
@@ -86,24 +93,34 @@ def nightly(
             if required not in settings:
                 raise InputError(f"--{required.replace('_', '-')} is required (on the command line or in --config)")
         check_report_folder(Path(settings["output_root"]), "--output-root")
-        quiet_mode = bool(settings.pop("quiet", False))
+        quiet_mode = settings.pop("quiet", None)
+        if quiet_mode is None:
+            quiet_mode = not sys.stderr.isatty()  # cron mails whatever a job prints: print only what needs a look
         settings.setdefault("date", Date.today())
         resolve_pacs(settings, study_date=study_date, send_results=send_results)
-        with _log_to_stderr(logging.WARNING if quiet_mode else logging.INFO):
-            # The run logs its own one-line summary last: at INFO when all is
-            # well, at WARNING when someone needs to look (so --quiet under
-            # cron mails only then).
+        with _log_to_stderr(None if quiet_mode else logging.INFO):
             result = run_nightly(NightlyOptions(**settings))
+    if quiet_mode and result.needs_attention:
+        typer.echo(result.summary_line(), err=True)  # the log's last line; a failure printed its own one line
     code = ExitCode.ALERT if result.monitoring.alert else ExitCode.ROWS_FAILED if result.scoring.errors else ExitCode.OK
     raise typer.Exit(code)
 
 
 @contextmanager
-def _log_to_stderr(level: int) -> Iterator[None]:
+def _log_to_stderr(level: int | None) -> Iterator[None]:
+    """Show the package's log records from ``level`` up on stderr; ``None`` shows none.
+
+    With ``None`` a :class:`logging.NullHandler` still takes the records, so
+    Python's last-resort handler never prints a stray warning.
+    """
     package = logging.getLogger("pneumo_batch")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    handler.setLevel(level)
+    handler: logging.Handler
+    if level is None:
+        handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handler.setLevel(level)
     previous_level = package.level
     package.addHandler(handler)
     package.setLevel(logging.INFO)

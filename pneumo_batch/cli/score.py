@@ -97,6 +97,10 @@ def score(
         bool,
         typer.Option("--overwrite", help="Replace an existing OUT that is not a predictions file (refused otherwise)."),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", help="No progress and no summary, except the summary line when some rows failed."),
+    ] = False,
 ) -> None:
     """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
 
@@ -114,7 +118,7 @@ def score(
 
     Example: pneumo-batch score demo/images/manifest.parquet --out predictions.parquet
     """
-    reporter = _BarReporter() if sys.stderr.isatty() else _LogReporter()
+    reporter = _SilentReporter() if quiet else _BarReporter() if sys.stderr.isatty() else _LogReporter()
     with domain_errors():
         pacs = None
         section = {"auth_file": pacs_auth_file, "read_timeout_s": pacs_timeout, "retries": pacs_retries}
@@ -128,7 +132,8 @@ def score(
             )
         finally:
             reporter.close()
-    typer.echo(_summary_line(summary), err=True)
+    if summary.errors or not quiet:
+        typer.echo(_summary_line(summary), err=True)
     if summary.errors:
         raise typer.Exit(ExitCode.ROWS_FAILED)
 
@@ -141,6 +146,16 @@ def _summary_line(summary: ScoreSummary) -> str:
         f"scored {summary.rows:,} rows, {summary.errors:,} errors{resumed}, {summary.seconds:.1f} s, "
         f"{summary.images_per_second:,.0f} images/s -> {summary.out}"
     )
+
+
+class _SilentReporter:
+    """No progress at all (``--quiet``)."""
+
+    def __call__(self, progress: Progress) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _LogReporter:
