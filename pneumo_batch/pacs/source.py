@@ -147,7 +147,7 @@ class PacsSource:
                 if status in (404, 410):
                     raise _InstanceGone() from None
                 if status < 500 and status not in RETRIABLE_STATUS:
-                    raise _Refused(f"PACS refused the {what} (HTTP {status})") from None
+                    raise _Refused(f"PACS refused the {what}: HTTP {status}") from None
                 last_problem = f"HTTP {status}"
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
                 # ChunkedEncodingError: the connection dropped in the middle of a reply.
