@@ -24,19 +24,19 @@ from pneumo_batch.pacs.results import send_reports
 from pneumo_batch.scoring.metadata import read_run_metadata
 
 REPORTED_OPERATING_POINT = "screening"
-IN_SCOPE = "in_scope"
 
 
 def send_run_results(predictions: Path, url: str, options: PacsOptions) -> int:
     """Store one SR per in-scope ``ok`` row of ``predictions`` in the PACS at ``url``; return how many."""
     model = read_run_metadata(predictions)["model"]
     point = validated_operating_point(model["metadata"], REPORTED_OPERATING_POINT)
-    names = pq.read_schema(predictions).names
-    table = pq.read_table(predictions, columns=[name for name in (columns.PATH, columns.STATUS, columns.SCORE, IN_SCOPE) if name in names])
-    wanted = pc.and_(pc.equal(table.column(columns.STATUS), columns.STATUS_OK), pc.is_valid(table.column(columns.SCORE)))
-    if IN_SCOPE in names:
-        wanted = pc.and_(wanted, pc.fill_null(table.column(IN_SCOPE), False))
-    chosen = table.filter(wanted)
+    table = pq.read_table(predictions, columns=[columns.PATH, columns.STATUS, columns.SCORE, columns.IN_SCOPE])
+    chosen = table.filter(
+        pc.and_(
+            pc.and_(pc.equal(table.column(columns.STATUS), columns.STATUS_OK), pc.is_valid(table.column(columns.SCORE))),
+            pc.fill_null(table.column(columns.IN_SCOPE), False),
+        )
+    )
     films = [
         (ref_from_url(path), float(score))
         for path, score in zip(chosen.column(columns.PATH).to_pylist(), chosen.column(columns.SCORE).to_pylist())

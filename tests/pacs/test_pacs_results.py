@@ -1,0 +1,109 @@
+"""PACS rows decode like folder rows, and --send-results files one SR per in-scope film (real Orthanc, shipped model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import highdicom as hd
+import pydicom
+import pytest
+from orthanc import OrthancServer
+from pacs.pacs_corpus import E2E_NIGHT, PATIENT_ID, PATIENT_NAME, NightFilm, rows_of, score_cli
+
+from pneumo_batch.cli.common import ExitCode
+from pneumo_batch.model import load_model
+from pneumo_batch.pacs.report import read_finding
+
+#: Columns that must not depend on where the film came from (a folder or the PACS).
+RUN_COLUMNS = {"image_id", "path", "run_id", "scored_at"}
+
+
+def test_a_nights_films_score_exactly_like_the_same_files_in_a_folder(
+    orthanc: OrthancServer, night: list[NightFilm], pacs_auth: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "pacs.parquet"
+    result = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--out", str(out))
+    assert result.exit_code == ExitCode.ROWS_FAILED, result.output  # the film without pixel data
+    films = rows_of(night)
+    table = pq.read_table(out)
+    assert table.num_rows == len(films) == 30
+    assert table.column("image_id").to_pylist() == sorted(film.sop_uid for film in films)
+    assert all(path.startswith(orthanc.http_url) for path in table.column("path").to_pylist())
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    for film in films:
+        (folder / f"{film.sop_uid}.dcm").write_bytes(film.part10)
+    # The same files, read by path (a manifest, so that the rows come in SOP Instance UID order too).
+    manifest = folder / "manifest.parquet"
+    names = sorted(f"{film.sop_uid}.dcm" for film in films)
+    pq.write_table(pa.table({"image_id": [name.removesuffix(".dcm") for name in names], "path": names}), manifest)
+    from_folder = tmp_path / "folder.parquet"
+    assert score_cli(str(manifest), "--out", str(from_folder)).exit_code == ExitCode.ROWS_FAILED
+    folder_table = pq.read_table(from_folder)
+    assert folder_table.column("image_id").to_pylist() == table.column("image_id").to_pylist()
+    compared = [name for name in table.column_names if name not in RUN_COLUMNS]
+    assert table.select(compared).equals(folder_table.select(compared))
+
+    kinds = {film.sop_uid: film.kind for film in films}
+    status = dict(zip(table.column("image_id").to_pylist(), table.column("status").to_pylist()))
+    assert {uid for uid, value in status.items() if value == "error"} == {
+        uid for uid, kind in kinds.items() if kind == "no pixels"
+    }
+    in_scope = dict(zip(table.column("image_id").to_pylist(), table.column("in_scope").to_pylist()))
+    assert {uid for uid, value in in_scope.items() if value is False} == {
+        uid for uid, kind in kinds.items() if kind in ("adult", "lateral")
+    }
+    for text in (out.read_bytes(), result.output.encode()):
+        assert PATIENT_ID.encode() not in text and PATIENT_NAME.split("^")[0].encode() not in text
+
+
+def stored_reports(orthanc: OrthancServer) -> list[pydicom.Dataset]:
+    import io
+
+    import requests
+
+    found = orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)
+    files = [
+        requests.get(f"{orthanc.http_url}/instances/{oid}/file", auth=orthanc.auth, timeout=10).content for oid in found
+    ]
+    return [pydicom.dcmread(io.BytesIO(data)) for data in files]
+
+
+def test_send_results_files_one_report_per_in_scope_film_and_a_rerun_adds_none(
+    orthanc: OrthancServer, night: list[NightFilm], pacs_auth: None, tmp_path: Path
+) -> None:
+    out = tmp_path / "p.parquet"
+    result = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--out", str(out), "--send-results")
+    assert result.exit_code == ExitCode.ROWS_FAILED, result.output
+    table = pq.read_table(out)
+    chosen = table.filter(pc.and_(pc.equal(table.column("status"), "ok"), pc.fill_null(table.column("in_scope"), False)))
+    expected = dict(zip(chosen.column("image_id").to_pylist(), chosen.column("pred_screening").to_pylist()))
+    assert len(expected) == 27
+    assert f", {len(expected)} reports sent to the PACS" in result.stderr.splitlines()[-1]
+
+    reports = stored_reports(orthanc)
+    findings = dict(reversed(read_finding(report)) for report in reports)
+    assert set(findings) == set(expected)
+    assert findings == {uid: "pneumonia suspected" if pred else "pneumonia not suspected" for uid, pred in expected.items()}
+    sources = {film.sop_uid: film.dataset for film in night}
+    validation = load_model().metadata["operating_points"]["screening"]["validation"]
+    for report in reports:
+        (_, referenced) = read_finding(report)
+        assert report.StudyInstanceUID == sources[referenced].StudyInstanceUID  # filed in the film's study
+        group = hd.sr.ComprehensiveSR.from_dataset(report).content.get_image_measurement_groups()[0]
+        figures = {item.name.value: item.value for item in group.get_measurements()}
+        assert figures["PNVALSENS"] == pytest.approx(validation["sensitivity"]["estimate"])
+        assert figures["PNVALSPEC"] == pytest.approx(validation["specificity"]["estimate"])
+
+    before = orthanc.instance_count()
+    again = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--out", str(tmp_path / "again.parquet"),
+                  "--send-results")
+    assert again.exit_code == ExitCode.ROWS_FAILED, again.output
+    assert orthanc.instance_count() == before
+    assert len(stored_reports(orthanc)) == len(expected)
+
+
