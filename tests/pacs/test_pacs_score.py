@@ -81,6 +81,7 @@ def test_a_pacs_input_needs_a_study_date_and_a_folder_takes_none(orthanc: Orthan
     assert refused.exit_code == ExitCode.USAGE and "dicomweb" in refused.stderr
 
 
+@pytest.mark.slow  # monitoring (Evidently) on top of scoring: about 15 s
 def test_nightly_reads_the_pacs_section_with_an_owner_only_credentials_file(
     orthanc: OrthancServer, night: list[NightFilm], tmp_path: Path
 ) -> None:
