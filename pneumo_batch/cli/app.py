@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from pneumo_batch import __version__
 from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train
-from pneumo_batch.cli.common import DEBUG_ENV, set_debug
+from pneumo_batch.cli.common import DEBUG_ENV, ExitCode, set_debug
 
 app = typer.Typer(
     name="pneumo-batch",
@@ -45,4 +46,17 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The console script: as ``app()``, but a bad option is one line too (typer would draw a box under the usage)."""
+    try:
+        code = typer.main.get_command(app).main(prog_name="pneumo-batch", standalone_mode=False)
+    except typer.TyperException as error:  # typer's (vendored) click exceptions: usage errors and the like
+        if type(error).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help, as before
+            error.show()
+            sys.exit(ExitCode.USAGE)
+        context = getattr(error, "ctx", None)
+        hint = f" (see: {context.command_path} --help)" if context is not None else ""
+        typer.echo(f"Error: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # Ctrl-C outside a command's work (while parsing)
+        sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(code or 0)

@@ -121,17 +121,36 @@ def domain_errors() -> Iterator[None]:
         with _signals_interrupt():
             yield
     except Interrupted as stop:
-        _traceback()
-        typer.echo(str(stop), err=True)
-        code = ExitCode.TERMINATED if stop.signal_number == signal.SIGTERM else ExitCode.INTERRUPTED
-        raise typer.Exit(code) from None
+        _stopped(stop)
     except PneumoBatchError as error:
         _fail(one_line(error), exit_code_for(error))
     except OSError as error:
         _fail(_describe_os_error(error), ExitCode.JOB_FAILED)
     except Exception as error:  # a bug: still one line, and the traceback on request
+        stop = _interruption_behind(error)
+        if stop is not None:
+            _stopped(stop)
         hint = "" if debugging() else f" (set {DEBUG_ENV}=1 or pass --debug for the traceback)"
         _fail(f"unexpected {type(error).__name__}: {one_line(error)}{hint}", ExitCode.JOB_FAILED)
+
+
+def _stopped(stop: Interrupted) -> None:
+    _traceback()
+    typer.echo(str(stop), err=True)
+    raise typer.Exit(ExitCode.TERMINATED if stop.signal_number == signal.SIGTERM else ExitCode.INTERRUPTED) from None
+
+
+def _interruption_behind(error: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that caused ``error``, if any: a signal that landed inside a C extension
+    (Ray, Arrow) can come back as a ``SystemError`` or a library's own error wrapping it."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, Interrupted):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _fail(message: str, code: ExitCode) -> None:

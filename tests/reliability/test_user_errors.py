@@ -231,3 +231,17 @@ def test_an_unexpected_error_is_one_line_too(images, tiny_tflite_model, tmp_path
     result = _score(images, tmp_path / "p.parquet", tiny_tflite_model)
     assert_one_line_error(result, ExitCode.JOB_FAILED, "unexpected ValueError: something no one expected")
     assert "PNEUMO_BATCH_DEBUG=1" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "phrase"), [
+    (["score", "in"], "Missing option '--out'"),
+    (["score", "in", "--out", "p.parquet", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["bogus"], "No such command 'bogus'"),
+], ids=["missing-option", "bad-value", "unknown-command"])
+def test_a_bad_option_is_one_line_from_the_console_script(tmp_path, args, phrase):
+    import runs
+
+    completed = runs.run(args)
+    assert completed.returncode == ExitCode.USAGE
+    assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("Error: ") and phrase in completed.stderr
+    assert "--help" in completed.stderr

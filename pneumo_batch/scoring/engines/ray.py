@@ -56,6 +56,8 @@ import contextlib
 import hashlib
 import logging
 import shutil
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -69,9 +71,10 @@ import pyarrow.compute as pc
 
 from pneumo_batch import predictions as columns
 from pneumo_batch import storage
-from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, one_line, require
+from pneumo_batch.errors import InputError, Interrupted, ModelError, PneumoBatchError, one_line, require
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
+from pneumo_batch.reaper import reaping
 from pneumo_batch.scoring import (
     PartWriter,
     Predictor,
@@ -310,18 +313,28 @@ def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
         yield ray
         return
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    try:
-        if address is None:
-            ray.init(num_cpus=num_cpus or default_workers(), **options)
-        else:
-            ray.init(address=address, **options)
-    except (ConnectionError, ValueError, RuntimeError) as error:
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise InputError(f"cannot start or reach {where}: {one_line(error)}") from None
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
+    # A local instance is this run's: if the run is killed, its processes go too (see pneumo_batch.reaper).
+    with reaping() if address is None else contextlib.nullcontext():
+        try:
+            stop_handler = signal.getsignal(signal.SIGTERM)
+            try:
+                if address is None:
+                    ray.init(num_cpus=num_cpus or default_workers(), **options)
+                else:
+                    ray.init(address=address, **options)
+            except SystemExit as exit:  # Ray's SIGTERM handler, while it starts, is a bare sys.exit(15)
+                if exit.code == signal.SIGTERM:
+                    raise Interrupted(signal.SIGTERM) from None
+                raise
+            if threading.current_thread() is threading.main_thread():  # ours again, for a clean stop
+                signal.signal(signal.SIGTERM, stop_handler)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise InputError(f"cannot start or reach {where}: {one_line(error)}") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
 
 
 def _cluster_cpus(ray_module: Any) -> int:
