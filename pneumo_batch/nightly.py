@@ -93,6 +93,7 @@ class NightlyResult:
         empty = " (empty input)" if self.scoring.rows == 0 else ""
         if self.scoring.reports_sent is not None:
             empty += f", {self.scoring.reports_sent} reports sent to the PACS"
+            empty += f" ({self.scoring.reports_present} already there)" if self.scoring.reports_present else ""
         return (
             f"nightly {self.date.isoformat()}: {self.scoring.rows} rows{empty}, {self.scoring.errors} errors, "
             f"{verdict}; {self.seconds:.1f} s; predictions {self.predictions}"

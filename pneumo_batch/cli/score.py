@@ -142,6 +142,7 @@ def _summary_line(summary: ScoreSummary) -> str:
     resumed = f", {summary.rows_resumed:,} resumed from an earlier run" if summary.rows_resumed else ""
     if summary.reports_sent is not None:
         resumed += f", {summary.reports_sent:,} reports sent to the PACS"
+        resumed += f" ({summary.reports_present:,} already there)" if summary.reports_present else ""
     return (
         f"scored {summary.rows:,} rows, {summary.errors:,} errors{resumed}, {summary.seconds:.1f} s, "
         f"{summary.images_per_second:,.0f} images/s -> {summary.out}"

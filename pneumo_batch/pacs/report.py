@@ -67,8 +67,8 @@ class ReportUids:
     device: str
 
 
-def report_uids(source: pydicom.Dataset, model: ModelIdentity) -> ReportUids:
-    """Deterministic UIDs: the same source and model version always give the same SR.
+def report_uids(series_uid: str, sop_uid: str, model: ModelIdentity) -> ReportUids:
+    """Deterministic UIDs: the same source (its series and SOP instance UIDs) and model version give the same SR.
 
     The series is per (source series, model), so the SRs of one source series
     land in one SR series; the SOP instance is per (source instance, model).
@@ -82,9 +82,9 @@ def report_uids(source: pydicom.Dataset, model: ModelIdentity) -> ReportUids:
         return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
     return ReportUids(
-        series=derived("sr-series", str(source.SeriesInstanceUID)),
-        sop_instance=derived("sr-instance", str(source.SOPInstanceUID)),
-        tracking=derived("tracking", str(source.SOPInstanceUID)),
+        series=derived("sr-series", series_uid),
+        sop_instance=derived("sr-instance", sop_uid),
+        tracking=derived("tracking", sop_uid),
         device=derived("device"),
     )
 
@@ -99,7 +99,7 @@ def build_screening_report(
     import highdicom as hd
 
     evidence = _evidence_header(source)
-    uids = report_uids(evidence, model)
+    uids = report_uids(str(evidence.SeriesInstanceUID), str(evidence.SOPInstanceUID), model)
     algorithm = hd.sr.AlgorithmIdentification(
         name=model.name,
         version=model.version,

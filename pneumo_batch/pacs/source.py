@@ -177,13 +177,18 @@ class PacsSource:
             found.update(self._search_pages({"Modality": modality, "StudyDate": study_dates.qido_value}))
         return sorted(found)
 
-    def _search_pages(self, filters: dict[str, str]) -> Iterator[InstanceRef]:
+    def search_reports(self, study_uid: str) -> set[str]:
+        """SOP Instance UIDs of the structured reports (modality SR) in one study."""
+        return {ref.sop_uid for ref in self._search_pages({"Modality": "SR"}, study_uid)}
+
+    def _search_pages(self, filters: dict[str, str], study_uid: str | None = None) -> Iterator[InstanceRef]:
         offset = 0
         while True:
             page = self._call(
                 "search",
                 lambda client: client.search_for_instances(
-                    search_filters=filters, limit=self.settings.page_size, offset=offset
+                    study_instance_uid=study_uid, search_filters=filters, limit=self.settings.page_size,
+                    offset=offset,
                 ),
             )
             yield from (_instance_ref(result) for result in page)

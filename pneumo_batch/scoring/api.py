@@ -79,5 +79,6 @@ def score_batch(
     if pacs is not None and pacs.send_results:
         from pneumo_batch.scoring.results import send_run_results
 
-        summary = replace(summary, reports_sent=send_run_results(summary.out, str(input_path), pacs))
+        sent = send_run_results(summary.out, str(input_path), pacs)
+        summary = replace(summary, reports_sent=sent.stored, reports_present=sent.present)
     return summary

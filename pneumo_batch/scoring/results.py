@@ -20,14 +20,14 @@ from pneumo_batch import predictions as columns
 from pneumo_batch.errors import ModelError
 from pneumo_batch.inputs.pacs import PacsOptions, pacs_source, ref_from_url
 from pneumo_batch.pacs.report import ModelIdentity, ValidatedOperatingPoint
-from pneumo_batch.pacs.results import send_reports
+from pneumo_batch.pacs.results import ReportsSent, send_reports
 from pneumo_batch.scoring.metadata import read_run_metadata
 
 REPORTED_OPERATING_POINT = "screening"
 
 
-def send_run_results(predictions: Path, url: str, options: PacsOptions) -> int:
-    """Store one SR per in-scope ``ok`` row of ``predictions`` in the PACS at ``url``; return how many."""
+def send_run_results(predictions: Path, url: str, options: PacsOptions) -> ReportsSent:
+    """Store one SR per in-scope ``ok`` row of ``predictions`` in the PACS at ``url`` unless it holds it already."""
     model = read_run_metadata(predictions)["model"]
     point = validated_operating_point(model["metadata"], REPORTED_OPERATING_POINT)
     table = pq.read_table(predictions, columns=[columns.PATH, columns.STATUS, columns.SCORE, columns.IN_SCOPE])

@@ -100,7 +100,9 @@ class ScoreSummary:
     seconds: float
     rows_resumed: int
     reports_sent: int | None = field(default=None, kw_only=True)
-    """DICOM SRs stored in the PACS (``--send-results``), else None (keyword-only, so engines may extend the class)."""
+    """DICOM SRs this run stored in the PACS (``--send-results``), else None (keyword-only, so engines may extend the class)."""
+    reports_present: int | None = field(default=None, kw_only=True)
+    """With ``--send-results``: the reports the PACS already held from an earlier run (not sent again)."""
 
     @property
     def rows_scored(self) -> int:

@@ -14,7 +14,11 @@ from orthanc import OrthancServer
 from pacs.pacs_corpus import E2E_NIGHT, PATIENT_ID, PATIENT_NAME, NightFilm, rows_of, score_cli
 
 from pneumo_batch.cli.common import ExitCode
+from pneumo_batch.inputs.pacs import PacsOptions
 from pneumo_batch.model import load_model
+from pneumo_batch.pacs import parse_study_date
+from pneumo_batch.pacs.results import ReportsSent
+from pneumo_batch.scoring.results import send_run_results
 from pneumo_batch.pacs.report import read_finding
 
 #: Columns that must not depend on where the film came from (a folder or the PACS).
@@ -103,7 +107,14 @@ def test_send_results_files_one_report_per_in_scope_film_and_a_rerun_adds_none(
     again = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--out", str(tmp_path / "again.parquet"),
                   "--send-results")
     assert again.exit_code == ExitCode.ROWS_FAILED, again.output
+    assert f", 0 reports sent to the PACS ({len(expected)} already there)" in again.stderr.splitlines()[-1]
     assert orthanc.instance_count() == before
+    assert len(stored_reports(orthanc)) == len(expected)
+
+    lost = orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)[0]  # a report the PACS lost is sent again
+    orthanc.delete_instance(lost)
+    options = PacsOptions(parse_study_date(E2E_NIGHT))
+    assert send_run_results(out, orthanc.dicomweb_url, options) == ReportsSent(stored=1, present=len(expected) - 1)
     assert len(stored_reports(orthanc)) == len(expected)
 
 
