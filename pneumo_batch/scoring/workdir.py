@@ -52,9 +52,10 @@ class WorkDir:
     @contextlib.contextmanager
     def open(cls, out: Path, fingerprint: dict[str, Any]) -> Iterator[WorkDir]:
         work = cls(out)
-        work.parts.mkdir(parents=True, exist_ok=True)
+        work.path.mkdir(parents=True, exist_ok=True)
         refusal = f"another pneumo-batch run is writing {out} (lock held on {work.path})"
-        with hold_lock(work.path / "lock", lambda holder: refusal):
+        with hold_lock(work.path / "lock", lambda holder: refusal):  # a refused run touches nothing inside
+            work.parts.mkdir(exist_ok=True)
             work._load_or_reset(fingerprint)
             yield work
 

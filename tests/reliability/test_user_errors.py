@@ -245,3 +245,21 @@ def test_a_bad_option_is_one_line_from_the_console_script(tmp_path, args, phrase
     assert completed.returncode == ExitCode.USAGE
     assert completed.stderr.count("\n") == 1 and completed.stderr.startswith("Error: ") and phrase in completed.stderr
     assert "--help" in completed.stderr
+
+
+def test_a_second_run_on_the_same_out_exits_5_and_touches_nothing(images, tiny_tflite_model, tmp_path):
+    import fcntl
+
+    out = tmp_path / "p.parquet"
+    work = out.with_name("p.parquet.partial")
+    work.mkdir()
+    with open(work / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write('{"pid": 1, "host": "other", "started_at": "2026-01-01T00:00:00+00:00"}')
+        held.flush()
+        before = sorted(path.name for path in tmp_path.rglob("*"))
+        result = _score(images, out, tiny_tflite_model)
+        assert_one_line_error(result, ExitCode.LOCKED, "another pneumo-batch run is writing")
+        assert sorted(path.name for path in tmp_path.rglob("*")) == before
+        assert (work / "lock").read_text().startswith('{"pid": 1,')
+    assert not out.exists()
