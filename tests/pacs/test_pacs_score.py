@@ -91,7 +91,7 @@ def test_nightly_reads_the_pacs_section_with_an_owner_only_credentials_file(
     config = tmp_path / "nightly.toml"
     config.write_text(
         f'output_root = "out"\nworkers = 1\nbatch_size = 8\n\n[pacs]\nurl = "{orthanc.dicomweb_url}"\n'
-        f'auth_file = "pacs-auth"\nread_timeout_s = 30\nretries = 2\n'
+        f'auth_file = "pacs-auth"\nread_timeout_s = 30\nretries = 2\nsend_results = true\n'
     )
     date = f"{E2E_NIGHT[:4]}-{E2E_NIGHT[4:6]}-{E2E_NIGHT[6:]}"  # the study date defaults to the night's
     result = CliRunner().invoke(app, ["nightly", "--config", str(config), "--date", date])
@@ -100,6 +100,19 @@ def test_nightly_reads_the_pacs_section_with_an_owner_only_credentials_file(
     assert table.column("image_id").to_pylist() == sorted(film.sop_uid for film in rows_of(night))
     log = (tmp_path / "out" / "logs" / f"nightly-{date}.log").read_text()
     assert orthanc.password not in log and PATIENT_ID not in log
+    assert " reports sent to the PACS" in log  # none, if another test filed them first: the same UIDs
+    in_scope = sum(kind == "child" for kind in (film.kind for film in night))
+    assert len(orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)) == in_scope
+
+
+def test_nightly_with_the_pacs_down_exits_6(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTH_ENV, "someone:pw-Never-Shown")
+    config = tmp_path / "nightly.toml"
+    config.write_text(f'[pacs]\nurl = "dicomweb+http://127.0.0.1:{free_loopback_port()}/dicom-web"\nretries = 0\n')
+    result = CliRunner().invoke(app, ["nightly", "--config", str(config), "--output-root", str(tmp_path / "out")])
+    assert result.exit_code == ExitCode.PACS_UNAVAILABLE, result.output
+    assert "PACS unavailable at http://127.0.0.1:" in result.output and "pw-Never-Shown" not in result.output
+    assert not (tmp_path / "out" / "predictions").exists()
 
 
 def test_an_instance_deleted_after_the_query_is_an_error_row(
