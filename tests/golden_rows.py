@@ -3,7 +3,7 @@
 :func:`golden_rows` scores the shared full-size JPEGs, the first 200
 PneumoniaMNIST test images (exported as PNG) and a few broken files with
 the shipped model, and keeps only ids, statuses, reasons (with the scratch
-folder replaced by ``<dir>``), scores rounded to 6 decimals and decisions.
+folder replaced by ``<dir>``), scores rounded to 6 decimals, scope verdicts and decisions.
 ``python tests/golden_rows.py`` rewrites ``tests/golden/shipped_model.csv``
 (do that only for an intended change of behaviour, and say so in the commit);
 ``tests/test_golden.py`` checks the current code reproduces it exactly.
@@ -39,7 +39,8 @@ def golden_rows(dataset_path: Path, model_dir: Path, scratch: Path) -> pd.DataFr
         out = scratch / f"{name}.parquet"
         score_batch(source, out, model=model_dir, workers=0)
         frame = pd.read_parquet(out)
-        keep = ["image_id", "status", "error", "p_pneumonia"] + sorted(c for c in frame if c.startswith("pred_"))
+        keep = ["image_id", "status", "error", "p_pneumonia", "in_scope", "scope_reason"]
+        keep += sorted(c for c in frame if c.startswith("pred_"))
         frame = frame[keep].assign(input=name)
         frame["error"] = frame["error"].str.replace(str(source), "<dir>", regex=False)
         frame["p_pneumonia"] = frame["p_pneumonia"].round(6)

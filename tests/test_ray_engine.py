@@ -285,3 +285,31 @@ def test_a_model_error_in_an_actor_reaches_the_caller_as_itself(ray_instance, mi
                         batch_size=BATCH, root=mixed_manifest.parent)
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == []  # the staging folder is gone too
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_scope_columns_match_the_local_engine_with_the_shipped_gate(ray_instance, shipped_default_model, xray_jpegs_dir, tmp_path):
+    """The pixel scope gate runs in the shared per-chunk function: Ray's rows carry the same verdicts."""
+    from PIL import Image
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    films = sorted(xray_jpegs_dir.rglob("*.jpeg"))[::12]
+    for path in films:
+        (folder / path.name).symlink_to(path)
+    film = Image.open(films[0]).convert("L")
+    Image.eval(film, lambda v: 255 - v).save(folder / "inverted.png")
+    colour = film.convert("RGB")
+    colour.paste((200, 40, 40), (0, 0, colour.width // 2, colour.height))
+    colour.save(folder / "colour.png")
+    (folder / "empty.png").write_bytes(b"")
+    local = _local(folder, tmp_path / "local.parquet", model=shipped_default_model)
+    ray_rows = _ray(folder, tmp_path / "ray", model=shipped_default_model)
+    _assert_same_rows(ray_rows, local)
+    by_id = ray_rows.set_index(columns.IMAGE_ID)
+    assert by_id.loc["inverted.png", columns.IN_SCOPE] == False  # noqa: E712 (a numpy bool)
+    assert by_id.loc["colour.png", columns.SCOPE_REASON] == "pixels: unlike training images: colour image"
+    assert pd.isna(by_id.loc["empty.png", columns.IN_SCOPE]) and by_id[columns.SCOPE_SCORE].notna().sum() == len(films) + 2
+    ours = read_run_metadata(next((tmp_path / "ray").iterdir()))["scope_gate"]
+    assert ours == read_run_metadata(tmp_path / "local.parquet")["scope_gate"] and ours["applied"] is True

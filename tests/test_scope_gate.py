@@ -1,9 +1,10 @@
-"""The pixel scope gate on real images, both sides of it.
+"""The pixel scope gate on real images, both sides of it, through score_batch.
 
 The shipped model's gate (models/pneumo-cnn-v1/scope_gate.npz) is judged on
-PneumoniaMNIST test (never used to fit it), on films and outliers, and on
-synthetic images no component has seen. Held-out-source figures take
-minutes and live in benchmarks/scope_benchmark.py.
+PneumoniaMNIST test (never used to fit it), on every shared full-size film,
+on a sample of each shared outlier category and on synthetic images no
+component has seen, by reading the Parquet that :func:`score_batch` writes.
+Held-out-source figures take minutes and live in benchmarks/scope_benchmark.py.
 """
 
 from __future__ import annotations
@@ -13,45 +14,43 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
 from pneumo_batch.errors import ModelError
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
-from pneumo_batch.model import SCOPE_GATE_KEY, Scorer, file_sha256, load_model, read_metadata, write_metadata
+from pneumo_batch.model import SCOPE_GATE_KEY, file_sha256, load_model, read_metadata, write_metadata
 from pneumo_batch.scope.fit import upper_bound_threshold
-from pneumo_batch.scope.gate import FEATURES_MODEL_FILE, GATE_FILE, ScopeGate
-from pneumo_batch.scope.image_stats import decode_with_thumbnail, thumbnail_statistics
+from pneumo_batch.scope.gate import FEATURES_MODEL_FILE
 from pneumo_batch.scope.network import add_feature_outputs, weight_buffers
+from pneumo_batch.scoring import read_run_metadata, score_batch
 
 #: The benchmark measures 0.6 % on PneumoniaMNIST test; the goal is 1 %.
 IN_DISTRIBUTION_BOUND = 0.01
-
-
-@pytest.fixture(scope="module")
-def shipped(shipped_default_model: Path) -> tuple[ScopeGate, Scorer]:
-    artifact = load_model(shipped_default_model)
-    gate = artifact.scope_gate()
-    if gate is None:
-        pytest.fail(f"the shipped model has no scope gate: {shipped_default_model / GATE_FILE}")
-    return gate, artifact.scorer()
+#: The goal for the full-size pediatric films (the benchmark: 1.2 % held out; these fitted the gate).
+FILMS_BOUND = 0.02
+OUTLIER_CATEGORIES = ["photos", "ct_mri", "other_xray", "adult_cxr"]
 
 
 @pytest.fixture(scope="module")
 def outliers_dir(dataset_path: Path) -> Path:
     directory = dataset_path.parent / "outliers"
-    if not directory.is_dir():
-        pytest.skip(f"no shared outliers beside the dataset: {directory}")
+    assert directory.is_dir(), f"expected the shared outliers beside the dataset: {directory}"
     return directory
 
 
-def _judge(gate: ScopeGate, scorer: Scorer, sources: list[Path] | list[bytes]):
-    decoded = [decode_with_thumbnail(source) for source in sources]
-    features = scorer.predict_with_features(pixels_to_model_input(np.stack([image.pixels for image, _ in decoded]))).features
-    return gate.assess(features, thumbnail_statistics([thumbnail for _, thumbnail in decoded]))
+def synthetic_outliers(film_path: Path) -> dict[str, Image.Image]:
+    film = Image.open(film_path).convert("L")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8))
+    colour = film.convert("RGB")
+    colour.paste((200, 40, 40), (0, 0, colour.width // 2, colour.height))
+    return {"inverted": Image.eval(film, lambda v: 255 - v), "rotated": film.transpose(Image.Transpose.ROTATE_90),
+            "noise": noise, "colour": colour}
 
 
 def test_features_model_keeps_the_weights_and_the_score_bit_for_bit(shipped_default_model, pneumoniamnist):
@@ -77,43 +76,99 @@ def test_a_features_model_that_does_not_match_its_metadata_is_refused(shipped_de
         load_model(copy)
 
 
-def test_pneumoniamnist_test_images_are_in_scope(shipped, pneumoniamnist):
-    gate, scorer = shipped
-    verdict = gate.assess(scorer.predict_with_features(pixels_to_model_input(pneumoniamnist.test.images)).features)
-    flagged = 1.0 - verdict.in_scope.mean()
-    assert flagged <= IN_DISTRIBUTION_BOUND, f"{flagged:.1%} of PneumoniaMNIST test flagged out of scope"
-    assert all(reason is None for reason, ok in zip(verdict.scope_reason, verdict.in_scope) if ok)
+
+# --------------------------------------------------------------------------- through score_batch
 
 
-def test_full_size_pediatric_films_are_in_scope(shipped, xray_jpegs_dir):
-    gate, scorer = shipped
-    films = sorted(xray_jpegs_dir.rglob("*.jpeg"))[::6]
-    verdict = _judge(gate, scorer, films)
-    assert (~verdict.in_scope).sum() <= 1, [r for r in verdict.scope_reason if r]
+@pytest.fixture(scope="module")
+def mixed_folder(xray_jpegs_dir: Path, outliers_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every shared pediatric film, a sample of each outlier category, synthetic outliers and an empty file."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for path in sorted(xray_jpegs_dir.rglob("*.jpeg")):
+        (folder / "films" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (folder / "films" / path.parent.name / path.name).symlink_to(path)
+    for category in OUTLIER_CATEGORIES:
+        (folder / category).mkdir()
+        for path in sorted((outliers_dir / category).iterdir())[::8]:
+            (folder / category / path.name).symlink_to(path)
+    (folder / "synthetic").mkdir()
+    for name, image in synthetic_outliers(sorted(xray_jpegs_dir.rglob("*.jpeg"))[0]).items():
+        (folder / "synthetic" / f"{name}.png").write_bytes(_png(image))
+    (folder / "broken").mkdir()
+    (folder / "broken" / "empty.png").write_bytes(b"")
+    return folder
 
 
-@pytest.mark.parametrize("category", ["photos", "ct_mri", "other_xray", "adult_cxr"])
-def test_outlier_categories_are_flagged(shipped, outliers_dir, category):
-    gate, scorer = shipped
-    sample = sorted((outliers_dir / category).iterdir())[::8]
-    verdict = _judge(gate, scorer, sample)
-    # the benchmark's held-out-source figures are lower for adult films (65 %) than for the rest (89-100 %)
-    assert verdict.in_scope.mean() <= (0.4 if category == "adult_cxr" else 0.1)
-    assert all(reason.startswith("unlike training images") for reason in verdict.scope_reason if reason)
+@pytest.fixture(scope="module")
+def mixed_rows(mixed_folder: Path, shipped_default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("scored") / "predictions.parquet"
+    score_batch(mixed_folder, out, model=shipped_default_model, workers=0)
+    rows = pd.read_parquet(out)
+    rows["group"] = rows["image_id"].str.split("/").str[0]
+    return rows
 
 
-def test_images_no_component_has_seen_are_flagged_with_a_reason(shipped, xray_jpegs_dir):
-    gate, scorer = shipped
-    film = Image.open(sorted(xray_jpegs_dir.rglob("*.jpeg"))[0]).convert("L")
-    rng = np.random.default_rng(0)
-    noise = Image.fromarray(rng.integers(0, 256, (400, 400), dtype=np.uint8))
-    colour = Image.fromarray(np.dstack([np.asarray(film)] * 3).astype(np.uint8)).convert("RGB")
-    colour.paste((200, 40, 40), (0, 0, colour.width // 2, colour.height))
-    images = [Image.eval(film, lambda v: 255 - v), film.transpose(Image.Transpose.ROTATE_90), noise, colour]
-    verdict = _judge(gate, scorer, [_png(image) for image in images])
-    assert not verdict.in_scope.any()
-    assert verdict.scope_reason[3] == "unlike training images: colour image"
-    assert (verdict.scope_score[:3] > 1.0).all()
+def test_shared_pediatric_films_are_in_scope_through_score_batch(mixed_rows):
+    films = mixed_rows[mixed_rows["group"] == "films"]
+    assert len(films) >= 200 and (films["status"] == "ok").all()
+    flagged = 1.0 - films["in_scope"].mean()
+    assert flagged <= FILMS_BOUND, films.loc[films["in_scope"].eq(False), "scope_reason"].tolist()
+    assert films["scope_score"].notna().all()
+
+
+@pytest.mark.parametrize("category", OUTLIER_CATEGORIES)
+def test_outlier_categories_are_flagged_through_score_batch(mixed_rows, category):
+    rows = mixed_rows[mixed_rows["group"] == category]
+    assert len(rows) >= 10 and (rows["status"] == "ok").all()
+    # held-out-source figures (benchmark): adult films 65 %, other radiographs 89 %, photos and CT/MRI 100 %
+    assert rows["in_scope"].mean() <= (0.4 if category == "adult_cxr" else 0.1)
+    assert rows.loc[rows["in_scope"].eq(False), "scope_reason"].str.startswith("pixels: unlike training images").all()
+
+
+def test_synthetic_outliers_are_flagged_with_a_reason(mixed_rows):
+    rows = mixed_rows[mixed_rows["group"] == "synthetic"].set_index("image_id")
+    assert len(rows) == 4 and not rows["in_scope"].any()
+    assert rows.loc["synthetic/colour.png", "scope_reason"] == "pixels: unlike training images: colour image"
+    assert (rows.drop(index="synthetic/colour.png")["scope_score"] > 1.0).all()
+
+
+def test_out_of_scope_rows_keep_their_score_but_get_no_decision(mixed_rows):
+    decisions = [name for name in mixed_rows if name.startswith("pred_")]
+    ok = mixed_rows[mixed_rows["status"] == "ok"]
+    out = ok[~ok["in_scope"].astype(bool)]
+    inside = ok[ok["in_scope"].astype(bool)]
+    assert len(out) >= 40 and len(inside) >= 200 and decisions
+    assert out[decisions].isna().all().all() and out["p_pneumonia"].notna().all()
+    assert inside[decisions].notna().all().all() and inside["scope_reason"].isna().all()
+    assert (inside["scope_score"] <= 1.0).all()
+    errors = mixed_rows[mixed_rows["status"] == "error"]
+    assert len(errors) == 1 and errors[["in_scope", "scope_reason", "scope_score"]].isna().all().all()
+
+
+def test_pneumoniamnist_test_pngs_are_in_scope_through_score_batch(pneumoniamnist, shipped_default_model, tmp_path):
+    manifest = tmp_path / "test.parquet"
+    images = [_png(Image.fromarray(image)) for image in pneumoniamnist.test.images]
+    pq.write_table(pa.table({"image": pa.array(images, pa.binary())}), manifest)
+    out = tmp_path / "predictions.parquet"
+    score_batch(manifest, out, model=shipped_default_model, workers=0)
+    rows = pd.read_parquet(out)
+    assert len(rows) == len(images) and (rows["status"] == "ok").all()
+    flagged = 1.0 - rows["in_scope"].mean()
+    assert flagged <= IN_DISTRIBUTION_BOUND, rows.loc[rows["in_scope"].eq(False), "scope_reason"].tolist()
+    gate = read_run_metadata(out)["scope_gate"]
+    assert gate["applied"] is True and gate["false_flag_rate"] == load_model(shipped_default_model).scope_gate_entry["false_flag_rate"]
+
+
+def test_a_model_directory_without_a_gate_scores_and_says_so(shipped_default_model, mixed_folder, tmp_path):
+    bare = bare_copy(shipped_default_model, tmp_path / "bare")
+    out = tmp_path / "predictions.parquet"
+    score_batch(mixed_folder / "synthetic", out, model=bare, workers=0)
+    rows = pd.read_parquet(out)
+    decisions = [name for name in rows if name.startswith("pred_")]
+    assert len(rows) == 4 and rows["in_scope"].all() and rows["scope_score"].isna().all()
+    assert rows[decisions].notna().all().all()
+    gate = read_run_metadata(out)["scope_gate"]
+    assert gate["applied"] is False and gate["note"].startswith("no scope gate") and gate["false_flag_rate"] is None
 
 
 def test_fit_scope_is_deterministic_for_a_seed(shipped_default_model, pneumoniamnist, xray_jpegs_dir, outliers_dir,

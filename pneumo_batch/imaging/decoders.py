@@ -17,6 +17,7 @@ from pneumo_batch.errors import ImageError
 from pneumo_batch.imaging.dicom import DICOM_SUFFIXES, decode_dicom, looks_like_dicom, looks_like_headerless_dicom
 from pneumo_batch.imaging.dicom_header import DicomHeader
 from pneumo_batch.imaging.raster import DecodedImage, decode_image, image_to_pixels
+from pneumo_batch.imaging.thumbnail import image_thumbnail
 
 __all__ = ["DECODERS", "DecodedImage", "Decoder", "decode", "header_of"]
 
@@ -43,6 +44,7 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         mode=decoded.image.mode,
         format="DICOM",
         header=decoded.header,
+        thumbnail=image_thumbnail(decoded.image),
     )
 
 

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pneumo_batch.errors import ImageError, one_line
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
+from pneumo_batch.imaging.thumbnail import Thumbnail, image_thumbnail
 
 if TYPE_CHECKING:
     from pneumo_batch.imaging.dicom_header import DicomHeader
@@ -52,6 +53,8 @@ class DecodedImage:
     format: str
     header: DicomHeader | None = None
     """The DICOM header fields we keep (DICOM input only)."""
+    thumbnail: Thumbnail | None = None
+    """The whole frame at 64 px for the pixel scope gate, from the same decode (None for images under 64 px)."""
 
 
 def decode_image(source: bytes | str | Path) -> DecodedImage:
@@ -86,6 +89,12 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
                         f"possible decompression bomb: {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS:,}"
                     )
                 mode, file_format = image.mode, image.format or "unknown"
+                if file_format == "JPEG":
+                    # the same reduced DCT scale image_to_pixels asks for, but in the file's own colours,
+                    # so the scope gate sees a colour photo as one (greyscale files: identical pixels)
+                    image.draft(None, (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
+                image.load()
+                thumbnail = image_thumbnail(image)
                 pixels = image_to_pixels(image)
     except ImageError:
         raise
@@ -95,7 +104,7 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
         raise ImageError("not a recognised image file") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"cannot decode image: {one_line(error)}") from None
-    return DecodedImage(pixels=pixels, width=width, height=height, mode=mode, format=file_format)
+    return DecodedImage(pixels=pixels, width=width, height=height, mode=mode, format=file_format, thumbnail=thumbnail)
 
 
 def image_to_pixels(image: Image.Image) -> np.ndarray:

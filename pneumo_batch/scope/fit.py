@@ -32,11 +32,12 @@ import numpy as np
 from pneumo_batch import storage
 from pneumo_batch.dataset import PneumoniaMNIST
 from pneumo_batch.errors import ModelError
+from pneumo_batch.imaging.decoders import decode
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.model import SCOPE_GATE_KEY, ModelArtifact, Scorer, file_sha256, load_model, write_metadata
 from pneumo_batch.scope import exposure
 from pneumo_batch.scope.gate import COLOUR_CHROMA, FEATURES_MODEL_FILE, LOG_OFFSET, ScopeGate
-from pneumo_batch.scope.image_stats import STATISTIC_NAMES, decode_with_thumbnail, thumbnail_statistics
+from pneumo_batch.scope.image_stats import STATISTIC_NAMES, statistics_or_nan
 from pneumo_batch.scope.network import add_feature_outputs
 
 FILM_SUFFIXES = {".jpeg", ".jpg", ".png"}
@@ -351,6 +352,6 @@ def film_paths(film_dir: Path) -> list[Path]:
 
 
 def decode_all(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """28x28 pixels (N, 28, 28) and image statistics (N, S) of image files."""
-    decoded = [decode_with_thumbnail(path) for path in paths]
-    return np.stack([image.pixels for image, _ in decoded]), thumbnail_statistics([thumb for _, thumb in decoded])
+    """28x28 pixels (N, 28, 28) and image statistics (N, S) of image files, decoded as scoring decodes them."""
+    decoded = [decode(path.read_bytes(), path.suffix) for path in paths]
+    return np.stack([image.pixels for image in decoded]), statistics_or_nan([image.thumbnail for image in decoded])

@@ -34,8 +34,10 @@ import numpy as np
 
 from pneumo_batch import storage
 from pneumo_batch.errors import ModelError
+from pneumo_batch.imaging.thumbnail import Thumbnail
+from pneumo_batch.scope import IN_SCOPE, ScopeVerdict
 from pneumo_batch.scope.exposure import head_inputs, head_logit
-from pneumo_batch.scope.image_stats import COLOUR, STATISTIC_NAMES
+from pneumo_batch.scope.image_stats import COLOUR, STATISTIC_NAMES, statistics_or_nan
 
 GATE_FILE = "scope_gate.npz"
 FEATURES_MODEL_FILE = "model_int8_features.tflite"
@@ -45,6 +47,8 @@ LOG_OFFSET = 0.05
 #: Mean chroma (max - min of R, G, B, 0..1) above which an image counts as
 #: colour: a grey film saved as RGB or colour JPEG stays below 1/255.
 COLOUR_CHROMA = 0.02
+#: How a pixel verdict's reason starts, naming the rule (the header rules' start "header").
+PIXELS_RULE = "pixels"
 _EVIDENCE = ("network features", "full-size image", "resembles known out-of-scope images")
 
 
@@ -140,6 +144,15 @@ class ScopeGate:
             "head_threshold": np.float64(self.head_threshold),
             "info": np.array(json.dumps(self.info, sort_keys=True)),
         }
+
+    def judge(self, features: np.ndarray, thumbnails: list[Thumbnail | None]) -> tuple[np.ndarray, list[ScopeVerdict]]:
+        """``scope_score`` (float64) and a per-row verdict ("pixels: ...") for a chunk of decoded images."""
+        verdicts = self.assess(features, statistics_or_nan(thumbnails))
+        rows = [
+            IN_SCOPE if inside else ScopeVerdict(False, f"{PIXELS_RULE}: {reason}")
+            for inside, reason in zip(verdicts.in_scope.tolist(), verdicts.scope_reason)
+        ]
+        return verdicts.scope_score.astype(np.float64), rows
 
     def save(self, model_dir: Path) -> Path:
         """Write ``scope_gate.npz`` into ``model_dir`` (atomically; same gate, same bytes)."""

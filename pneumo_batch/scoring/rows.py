@@ -1,8 +1,9 @@
 """The pure per-chunk function: consecutive input rows in, their finished output rows out.
 
 :func:`score_rows` decodes each row's image, scores the decodable ones in
-one call of the model, computes the monitoring features and assembles the
-rows in the output's columns. Every engine scores through it, so their rows,
+one call of the model (which, with a scope gate, also gives the gate's
+features), judges their scope (header rules, pixel gate), computes the
+monitoring features and assembles the rows in the output's columns. Every engine scores through it, so their rows,
 statuses, reasons and scores are the same.
 """
 
@@ -23,9 +24,11 @@ from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_in
 from pneumo_batch.imaging.decoders import decode, header_of
 from pneumo_batch.imaging.dicom_header import HEADER_COLUMNS, DicomHeader
 from pneumo_batch.inputs import ID_COLUMN, PATH_COLUMN, InputSource, read_file, resolve_path
-from pneumo_batch.model import ModelArtifact
+from pneumo_batch.model import ModelArtifact, Scorer
 from pneumo_batch.predictions import output_schema
-from pneumo_batch.scope import combine, header_verdict
+from pneumo_batch.imaging.thumbnail import Thumbnail
+from pneumo_batch.scope import IN_SCOPE, ScopeVerdict, combine, header_verdict
+from pneumo_batch.scope.gate import ScopeGate
 from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules
 from pneumo_batch.scoring.types import Predictor, now
 
@@ -49,6 +52,8 @@ class RowContext:
     """Fetches the chunk's images where the rows do not hold them (a PACS: :attr:`InputSource.fetcher`)."""
     header_rules: HeaderScopeRules
     """Which DICOM headers are in the model's scope (:mod:`pneumo_batch.scope.header`)."""
+    scope_gate: ScopeGate | None
+    """The model's pixel scope gate, or None (no gate, or the model's scorer was replaced)."""
 
     @classmethod
     def for_run(
@@ -59,8 +64,13 @@ class RowContext:
         root: str | None,
         run_id: str,
         header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES,
+        with_scope_gate: bool = True,
     ) -> RowContext:
-        """The context of a run of ``artifact`` over ``source``: its output columns and thresholds."""
+        """The context of a run of ``artifact`` over ``source``: its output columns, thresholds and scope rules.
+
+        ``with_scope_gate`` False leaves the model's pixel gate out (callers
+        that replace the model's scorer: a fake gives no features).
+        """
         points = tuple((point.name, point.threshold) for point in artifact.operating_points)
         return cls(
             base_dir=str(source.base_dir),
@@ -73,6 +83,7 @@ class RowContext:
             run_id=run_id,
             fetcher=source.fetcher,
             header_rules=header_rules,
+            scope_gate=artifact.scope_gate() if with_scope_gate else None,
         )
 
 
@@ -108,8 +119,7 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
     modes: list[str | None] = [None] * count
     formats: list[str | None] = [None] * count
     headers: list[DicomHeader | None] = [None] * count
-    in_scope: list[bool | None] = [None] * count
-    scope_reasons: list[str | None] = [None] * count
+    thumbnails: list[Thumbnail | None] = [None] * count
     root = context.root
     # A fetcher yields lazily (bounded memory); PACS unavailability stops the chunk, not one row.
     values = sources if context.fetcher is None else context.fetcher(table)
@@ -137,24 +147,33 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         ok[row] = True
         widths[row], heights[row] = decoded.width, decoded.height
         modes[row], formats[row] = decoded.mode, decoded.format
-        headers[row] = decoded.header
-        verdict = combine(header_verdict(decoded.header, context.header_rules))
-        in_scope[row], scope_reasons[row] = verdict.in_scope, verdict.reason
+        headers[row], thumbnails[row] = decoded.header, decoded.thumbnail
 
     failed = ~ok
-    # Out-of-scope rows keep their score, for audit, but get no decision.
-    undecided = failed | ~np.array([bool(value) for value in in_scope], dtype=bool)
     scores = np.zeros(count, dtype=np.float32)
+    scope_scores = np.full(count, np.nan)
+    pixel_verdicts = [IN_SCOPE] * count
     features = {name: np.zeros(count, dtype=np.float32) for name in NUMERIC_IMAGE_FEATURES}
     good = int(ok.sum())
     if good:
         stack = pixels[ok]
-        predicted = np.asarray(scorer.predict(pixels_to_model_input(stack)), dtype=np.float32).reshape(-1)
+        predicted, judged = _predict(context.scope_gate, scorer, stack, [thumbnails[row] for row in np.flatnonzero(ok)])
         if predicted.shape != (good,):
             raise ModelError(f"the model returned {predicted.shape[0]} scores for {good} images")
         scores[ok] = predicted
+        if judged is not None:
+            scope_scores[ok] = judged[0]
+            for row, verdict in zip(np.flatnonzero(ok).tolist(), judged[1]):
+                pixel_verdicts[row] = verdict
         for name, values in intensity_features(stack).items():
             features[name][ok] = values
+    verdicts = [
+        combine(header_verdict(headers[row], context.header_rules), pixel_verdicts[row]) if ok[row] else None
+        for row in range(count)
+    ]
+    in_scope = [None if verdict is None else verdict.in_scope for verdict in verdicts]
+    # Out-of-scope rows keep their score, for audit, but get no decision.
+    undecided = failed | ~np.array([bool(value) for value in in_scope], dtype=bool)
 
     width_array = pa.array(widths, pa.int32())
     height_array = pa.array(heights, pa.int32())
@@ -181,12 +200,25 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         pa.array(formats, pa.string()),
         *_header_arrays(headers, context.schema),
         pa.array(in_scope, pa.bool_()),
-        pa.array(scope_reasons, pa.string()),
-        pa.nulls(count, pa.float64()),  # scope_score: the pixel gate's, none yet
+        pa.array([None if verdict is None else verdict.reason for verdict in verdicts], pa.string()),
+        pa.array(scope_scores, mask=np.isnan(scope_scores)),
     ]
     passthrough = context.schema.names[len(arrays) :]
     arrays += [table.column(name).combine_chunks() for name in passthrough]
     return pa.Table.from_arrays(arrays, schema=context.schema)
+
+
+def _predict(
+    gate: ScopeGate | None, scorer: Predictor, pixels: np.ndarray, thumbnails: list[Thumbnail | None]
+) -> tuple[np.ndarray, tuple[np.ndarray, list[ScopeVerdict]] | None]:
+    """Scores of decoded pixels and, with a gate, its scores and verdicts, from one call of the model."""
+    model_input = pixels_to_model_input(pixels)
+    if gate is None:
+        return np.asarray(scorer.predict(model_input), dtype=np.float32).reshape(-1), None
+    if not isinstance(scorer, Scorer):
+        raise ModelError("the scope gate needs the model's own scorer (its features), not a replacement")
+    output = scorer.predict_with_features(model_input)
+    return output.probabilities, gate.judge(output.features, thumbnails)
 
 
 def _header_arrays(headers: list[DicomHeader | None], schema: pa.Schema) -> list[pa.Array]:

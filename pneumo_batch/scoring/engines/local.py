@@ -93,7 +93,7 @@ class LocalEngine:
         model = request.model
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         factory = request.scorer_factory or TfliteScorerFactory(*artifact.scoring_file(), artifact.output)
-        base = RowContext.for_run(source, artifact, root=root_real, run_id="")
+        base = RowContext.for_run(source, artifact, root=root_real, run_id="", with_scope_gate=request.scorer_factory is None)
         fingerprint = {
             "work_format": WORK_FORMAT,
             "pneumo_batch": __version__,
@@ -104,6 +104,7 @@ class LocalEngine:
             "model_version": artifact.version,
             "operating_points": dict(base.operating_points),
             "scorer": _describe(factory),
+            "scope_gate": (artifact.scope_gate_entry or {}).get("sha256") if base.scope_gate is not None else None,
         }
         with WorkDir.open(out_path, fingerprint) as work:
             context = _ChunkContext(
@@ -111,7 +112,7 @@ class LocalEngine:
             )
             metadata = run_metadata(
                 artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
-                batch_size=request.batch_size, workers=worker_count,
+                batch_size=request.batch_size, workers=worker_count, scope_gate_applied=base.scope_gate is not None,
             )
             try:
                 with _executor(worker_count, context) as executor:

@@ -153,7 +153,7 @@ def _score(
     out_path = check_out_folder(out_dir, source)
     artifact = model if isinstance(model, ModelArtifact) else load_model(model)
     run_id, started_at = uuid.uuid4().hex, now().isoformat()
-    context = RowContext.for_run(source, artifact, root=root_real, run_id=run_id)
+    context = RowContext.for_run(source, artifact, root=root_real, run_id=run_id, with_scope_gate=scorer_factory is None)
     schema = context.schema
     if ROW_NUMBER_COLUMN in source.passthrough.names:
         raise InputError(f"manifest column {ROW_NUMBER_COLUMN!r} is reserved for the Ray engine; rename it")
@@ -170,6 +170,7 @@ def _score(
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
+                scope_gate_applied=context.scope_gate is not None,
             )
             factory: ScorerFactory = scorer_factory or _ShippedModel(
                 ray_module.put(model_content), artifact.scoring_file()[1], artifact.output
