@@ -79,6 +79,8 @@ def test_a_pacs_input_needs_a_study_date_and_a_folder_takes_none(orthanc: Orthan
     assert needs.exit_code == ExitCode.USAGE and "needs --study-date" in needs.stderr
     refused = score_cli(str(tmp_path), "--study-date", E2E_NIGHT, "--out", str(tmp_path / "p.parquet"))
     assert refused.exit_code == ExitCode.USAGE and "dicomweb" in refused.stderr
+    on_ray = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--engine", "ray", "--out", str(tmp_path / "r"))
+    assert on_ray.exit_code == ExitCode.USAGE and "local engine only" in on_ray.stderr
 
 
 @pytest.mark.slow  # monitoring (Evidently) on top of scoring: about 15 s
