@@ -139,7 +139,12 @@ def fake_metadata(scorer: FakeScorer, val_images: np.ndarray, val_labels: np.nda
     points = {}
     for name, threshold in thresholds.items():
         confusion = metrics.confusion_at(val_labels, scores, threshold)
-        points[name] = {"sensitivity": confusion.sensitivity, "specificity": confusion.specificity}
+        points[name] = {
+            "threshold": threshold,
+            "confusion": {"tp": confusion.tp, "fn": confusion.fn, "tn": confusion.tn, "fp": confusion.fp},
+            "sensitivity": confusion.sensitivity,
+            "specificity": confusion.specificity,
+        }
     return {
         "name": "fake-logistic",
         "version": "0.0.1-test",

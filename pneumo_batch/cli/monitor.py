@@ -45,13 +45,14 @@ def monitor(
     ] = DEFAULT_WORKSPACE,
     no_workspace: Annotated[bool, typer.Option("--no-workspace", help="Do not add the run to a workspace.")] = False,
 ) -> None:
-    """Compare predictions with the training profile: data drift, class balance, errors.
+    """Compare predictions with the training profile: image drift, class balance, out-of-scope input, errors.
 
     Example: pneumo-batch monitor out/predictions.parquet --out out/monitoring --fail-on-drift
 
     Writes an Evidently HTML report and its JSON, the class-balance figures
     and summary.json (the verdict). Exit code 0, or 4 when --fail-on-drift is
-    given and drift, a class-balance shift or a performance drop is detected.
+    given and summary.json says alert: image drift, a class-balance shift,
+    too many out-of-scope images, or (with labels) a performance drop.
     """
     with domain_errors():
         check_report_folder(out)
@@ -64,12 +65,13 @@ def monitor(
             model_metadata=metadata,
             workspace=None if no_workspace else workspace,
         )
-    scored = f"{summary.n_scored} scored, {summary.n_errors} errors"
+    counts = f"{summary.n_in_scope} in scope, {summary.n_out_of_scope} out of scope, {summary.n_errors} errors"
     if summary.alert:
-        typer.echo(f"ALERT ({scored}): " + "; ".join(summary.alerts))
+        typer.echo(f"ALERT ({counts}): " + "; ".join(summary.alerts))
     else:
         verdict = "too few rows for a verdict" if summary.batch_size_rule["applied"] == "too_few_rows" else "no alert"
-        typer.echo(f"OK ({scored}): {verdict}")
+        typer.echo(f"OK ({counts}): {verdict}")
+    typer.echo(summary.verdict)
     typer.echo(f"Wrote {out / SUMMARY_FILE}")
     if fail_on_drift and summary.alert:
         raise typer.Exit(ExitCode.ALERT)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pneumo_batch import predictions as cols
 from pneumo_batch.errors import InputError
@@ -43,6 +46,21 @@ def read_predictions(paths: Sequence[str | Path]) -> pd.DataFrame:
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     check_predictions(frame, "predictions")
     return frame
+
+
+def read_run_descriptions(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The run description each predictions file carries (its Parquet metadata); files without one are skipped."""
+    descriptions = []
+    for path in paths:
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+            raw = metadata.get(cols.PARQUET_METADATA_KEY)
+            description = json.loads(raw) if raw else None
+        except (OSError, ValueError):
+            continue  # read_predictions has already said what is wrong with an unreadable file
+        if isinstance(description, dict):
+            descriptions.append(description)
+    return descriptions
 
 
 def read_reference(source: pd.DataFrame | str | Path) -> pd.DataFrame:

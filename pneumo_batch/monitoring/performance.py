@@ -1,9 +1,17 @@
-"""Performance on labelled batches against the model's validated figures.
+"""Performance: measured on labelled batches, and estimated without labels.
 
-Sensitivity and specificity (Wilson intervals) and AUC (bootstrap interval);
-a figure alerts when its whole interval lies more than
+With labels (:func:`performance_figures`): sensitivity and specificity
+(Wilson intervals) and AUC (bootstrap interval); a figure alerts when its
+whole interval lies more than
 :attr:`~pneumo_batch.monitoring.summary.MonitoringRules.performance_margin`
 below the validated figure.
+
+Without labels (:func:`estimate_performance`): under label shift p(score | y)
+does not change, so sensitivity and specificity carry over from validation;
+PPV, NPV and the expected flagged, caught and missed pneumonias follow from
+the night's estimated prevalence. Intervals pair each prevalence draw with
+its validation replicate, so they carry both uncertainties. When the images
+drifted the assumption is broken and the estimate is marked not valid.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import pandas as pd
 
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
-from pneumo_batch.monitoring.summary import MonitoringRules, PerformanceFigure
+from pneumo_batch.monitoring.prevalence import PrevalenceEstimate, ValidationProfile, percentiles
+from pneumo_batch.monitoring.summary import EstimatedPerformance, Estimate, MonitoringRules, PerformanceFigure
 
 
 def validated_figures(model_metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -102,3 +111,77 @@ def _figure(name: str, value: metrics.Interval, n: int, validated: Any, rules: M
         validated=reference,
         below_validated=reference is not None and math.isfinite(value.high) and value.high < reference - margin,
     )
+
+
+def estimate_performance(
+    validation: ValidationProfile,
+    prevalence: PrevalenceEstimate,
+    *,
+    image_drift: bool,
+    operating_point: str,
+    realized: dict[str, float | int | None] | None = None,
+) -> EstimatedPerformance:
+    """Expected screening figures of the night at its estimated prevalence, with bootstrap intervals.
+
+    Note that under BBSE ``expected_flagged`` equals the observed count by
+    construction; the informative figures are PPV, NPV and ``expected_missed``.
+    """
+    pi, tpr, fpr = prevalence.draws, validation.tpr_draws, validation.fpr_draws
+    p0, t0, f0 = prevalence.value, validation.tpr, validation.fpr
+    n = prevalence.n
+
+    def figure(point: Any, draws: np.ndarray) -> Estimate:
+        low, high = percentiles(draws, prevalence.confidence)
+        return Estimate(float(point), low, high)
+
+    return EstimatedPerformance(
+        valid=not image_drift,
+        reason="image drift detected: sensitivity and specificity may not carry over" if image_drift
+        else "only the prevalence may have moved: validation sensitivity and specificity carry over",
+        operating_point=operating_point,
+        threshold=validation.threshold,
+        prevalence=Estimate(prevalence.value, prevalence.low, prevalence.high),
+        sensitivity=figure(t0, tpr),
+        specificity=figure(1 - f0, 1 - fpr),
+        ppv=figure(_ratio(p0 * t0, p0 * t0 + (1 - p0) * f0), _ratio(pi * tpr, pi * tpr + (1 - pi) * fpr)),
+        npv=figure(
+            _ratio((1 - p0) * (1 - f0), (1 - p0) * (1 - f0) + p0 * (1 - t0)),
+            _ratio((1 - pi) * (1 - fpr), (1 - pi) * (1 - fpr) + pi * (1 - tpr)),
+        ),
+        expected_flagged=figure(n * (p0 * t0 + (1 - p0) * f0), n * (pi * tpr + (1 - pi) * fpr)),
+        expected_caught=figure(n * p0 * t0, n * pi * tpr),
+        expected_missed=figure(n * p0 * (1 - t0), n * pi * (1 - tpr)),
+        n=n,
+        realized=realized,
+    )
+
+
+def realized_screening(in_scope: pd.DataFrame, threshold: float) -> dict[str, float | int | None] | None:
+    """The figures :func:`estimate_performance` estimates, counted on labelled rows (``None`` without labels)."""
+    if not has_labels(in_scope):
+        return None
+    labels = pd.to_numeric(in_scope[cols.LABEL], errors="coerce")
+    scores = pd.to_numeric(in_scope[cols.SCORE], errors="coerce")
+    known = labels.isin([0, 1]) & scores.notna()
+    sick = labels[known].to_numpy() == 1
+    flagged = scores[known].to_numpy(dtype=np.float64) >= threshold
+
+    def share(part: np.ndarray, whole: np.ndarray) -> float | None:
+        return float(part.sum() / whole.sum()) if whole.sum() else None
+
+    return {
+        "n": int(known.sum()),
+        "prevalence": float(sick.mean()) if len(sick) else None,
+        "sensitivity": share(flagged & sick, sick),
+        "specificity": share(~flagged & ~sick, ~sick),
+        "ppv": share(flagged & sick, flagged),
+        "npv": share(~flagged & ~sick, ~flagged),
+        "flagged": int(flagged.sum()),
+        "caught": int((flagged & sick).sum()),
+        "missed": int((~flagged & sick).sum()),
+    }
+
+
+def _ratio(numerator: Any, denominator: Any) -> Any:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.asarray(denominator) > 0, numerator / np.maximum(denominator, 1e-300), np.nan)

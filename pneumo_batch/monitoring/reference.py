@@ -9,6 +9,10 @@ originals. Training writes it next to the model as
 ``reference_profile.parquet``; ``pneumo-batch monitor`` compares each batch
 with it.
 
+:func:`reweighted_reference` resamples a labelled reference per class to a
+night's estimated prevalence, so that the drift tests compare like with
+like when only the share of sick children moved.
+
 New features need no change here: every key :func:`intensity_features`
 returns becomes a column.
 """
@@ -16,6 +20,7 @@ returns becomes a column.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -189,3 +194,41 @@ def resolve_reference(
     if not artifact.reference_profile_path.is_file():
         raise InputError(f"model {artifact.directory} has no {REFERENCE_PROFILE_FILE}; pass --reference FILE")
     return artifact.reference_profile_path, artifact.metadata
+
+
+def reweighted_reference(
+    reference: pd.DataFrame,
+    prevalence: float,
+    rng: np.random.Generator,
+    *,
+    label_column: str = cols.LABEL,
+    size: int | None = None,
+) -> pd.DataFrame:
+    """The reference resampled per class to ``prevalence`` (weights w(y) = q(y) / p(y), applied by sampling).
+
+    Rows are drawn without replacement, so the drift tests see no
+    duplicates and their p-values stay honest; the default ``size`` is the
+    largest the rarer class allows at that prevalence. ``reference`` must
+    have labels (0/1 in ``label_column``); rows without one are dropped.
+    """
+    if label_column not in reference.columns:
+        raise InputError(f"reference has no {label_column!r} column: reweighting to a prevalence needs labels")
+    if not 0.0 <= prevalence <= 1.0 or not math.isfinite(prevalence):
+        raise InputError(f"prevalence must lie in [0, 1], got {prevalence}")
+    labels = pd.to_numeric(reference[label_column], errors="coerce")
+    positives = np.flatnonzero(labels.to_numpy(dtype=np.float64, na_value=np.nan) == 1)
+    negatives = np.flatnonzero(labels.to_numpy(dtype=np.float64, na_value=np.nan) == 0)
+    largest = min(
+        len(positives) / prevalence if prevalence > 0 else math.inf,
+        len(negatives) / (1 - prevalence) if prevalence < 1 else math.inf,
+    )
+    total = int(min(largest, size if size is not None else largest))
+    n_positive = int(round(total * prevalence))
+    n_positive = min(n_positive, len(positives))
+    n_negative = min(total - n_positive, len(negatives))
+    if n_positive + n_negative == 0:
+        raise InputError("reference has no labelled rows to reweight")
+    picked = np.concatenate(
+        (rng.choice(positives, n_positive, replace=False), rng.choice(negatives, n_negative, replace=False))
+    )
+    return reference.iloc[np.sort(picked)].reset_index(drop=True)

@@ -1,50 +1,37 @@
-"""Drift and class-balance monitoring of predictions against a reference, with Evidently.
+"""Monitoring of a batch of predictions against a reference, with Evidently.
 
 :func:`build_monitoring_report` reads one or more predictions files (what
-``pneumo-batch score`` writes), compares their ``ok`` rows with a reference
-(the model's training profile, :mod:`pneumo_batch.monitoring.reference`, or another
-predictions file) and writes into ``out_dir``:
+``pneumo-batch score`` writes), compares their scored, in-scope rows with a
+reference (the model's training profile, :mod:`pneumo_batch.monitoring.reference`,
+or another predictions file) and writes into ``out_dir``:
 
-- ``report.html``: the Evidently report (drift tables and tests), for people;
+- ``report.html``: the Evidently report (drift table and tests), for people;
 - ``report.json``: the same metrics and test results, for machines;
 - ``class_balance.csv``: the share flagged at each operating point (and the
-  prevalence, with labels) against the reference, with intervals;
+  prevalence, with labels) against the reference, with intervals (informational);
 - ``summary.json``: the verdict (:class:`MonitoringSummary`), written last.
 
-Verdict rules (one family of tests for drift, one for class balance):
+Four alerts, each its own module's rule; ``alert`` is any of them:
 
-- Drift, per column (the image features, the score, and the file facts when
-  the reference has them): the column has drifted when its distribution
-  moved by at least an effect-size threshold (numeric: Wasserstein distance
-  divided by the reference's standard deviation, at least
-  :attr:`MonitoringRules.numeric_effect`; categorical: total variation
-  distance, at least :attr:`MonitoringRules.categorical_effect`) and the
-  move is significant (two-sample Kolmogorov-Smirnov test; Fisher's exact or
-  chi-square test), with the family's significance level split across the
-  columns (Bonferroni). The effect threshold keeps a large batch from
-  alerting on trivial moves; the test keeps a small batch from alerting on
-  noise (20 images sit 0.2 to 0.6 reference standard deviations from the
-  reference by chance alone, and the test knows it). ``drift_detected``
-  when any column drifted.
-- Class balance: the share flagged at each operating point, and with labels
-  the prevalence, against the reference: the same rule with the categorical
-  threshold (an absolute move of at least 5 points) and Fisher's exact test.
-- Performance, with labels: sensitivity and specificity (Wilson intervals)
-  and AUC (bootstrap interval) of the batch; an alert when the whole
-  interval lies more than :attr:`MonitoringRules.performance_margin` below
-  the validated figure. The margin is needed: a threshold chosen on the
-  validation set sits exactly at its target there (a screening point picked
-  for 95 % sensitivity on validation data shows about 92 % on other images
-  of the same distribution).
-- Below :attr:`MonitoringRules.min_rows` scored rows no alert is raised at
-  all: the figures are reported, the verdict says so.
+- ``out_of_scope_alert`` (:mod:`~.scope`): more out-of-scope rows than the
+  gate's validated false-flag rate explains (one-sided binomial test).
+  Out-of-scope and error rows are counted and left out of everything else.
+- ``class_balance_alert`` (:mod:`~.balance`): the error-corrected
+  prevalence estimate's interval lies wholly outside the expected range.
+- ``drift_detected`` (:mod:`~.drift`): a column moved by at least an effect
+  size and significantly, against the reference resampled per class to the
+  night's estimated prevalence (so fewer sick children is not drift, a new
+  scanner still is). The rule is registered as an Evidently drift method, so
+  the report's tests show exactly the verdict of ``summary.json`` (read back
+  from them).
+- ``performance_alert`` (:mod:`~.performance`, with labels only): a
+  measured figure's interval lies wholly below the validated figure minus a
+  margin. Without labels the performance is estimated (``estimated_performance``),
+  marked not valid when the images drifted; it raises no alert.
 
-Both rules are registered as Evidently drift methods, so the report's drift
-tables and tests show exactly the verdict that ``summary.json`` gives (the
-summary is read back from Evidently's test results).
-
-Evidently is imported inside the functions that need it: scoring never
-imports it.
+Below :attr:`MonitoringRules.min_rows` scored in-scope rows, drift and class
+balance raise no alert (the scope test is exact at any size). Evidently is
+imported inside the functions that need it: scoring never imports it.
 """
 
 
@@ -56,12 +43,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pneumo_batch import predictions as cols
 from pneumo_batch import storage
 from pneumo_batch.errors import InputError
-from pneumo_batch.monitoring.balance import flat_share, share_comparisons
+from pneumo_batch.monitoring.balance import (
+    flat_share,
+    prevalence_finding,
+    share_comparisons,
+    training_prevalence,
+    validation_profile,
+)
 from pneumo_batch.monitoring.drift import column_drifts, drift_columns_of
 from pneumo_batch.monitoring.evidently_report import (
     batch_time,
@@ -70,9 +64,32 @@ from pneumo_batch.monitoring.evidently_report import (
     run_evidently,
     snapshot_metadata,
 )
-from pneumo_batch.monitoring.loading import check_predictions, discover_predictions, read_predictions, read_reference
-from pneumo_batch.monitoring.performance import has_labels, performance_figures, validated_figures
-from pneumo_batch.monitoring.summary import MonitoringRules, MonitoringSummary, batch_size_rule, models_of, top_error_reasons
+from pneumo_batch.monitoring.loading import (
+    check_predictions,
+    discover_predictions,
+    read_predictions,
+    read_reference,
+    read_run_descriptions,
+)
+from pneumo_batch.monitoring.performance import (
+    estimate_performance,
+    has_labels,
+    performance_figures,
+    realized_screening,
+    validated_figures,
+)
+from pneumo_batch.monitoring.prevalence import PrevalenceEstimate
+from pneumo_batch.monitoring.reference import reweighted_reference
+from pneumo_batch.monitoring.scope import SCOPE_REASON, false_flag_rate, out_of_scope_test, split_by_scope
+from pneumo_batch.monitoring.summary import (
+    MonitoringRules,
+    MonitoringSummary,
+    batch_size_rule,
+    models_of,
+    top_error_reasons,
+    top_reasons,
+)
+from pneumo_batch.monitoring.verdict import Findings, alert_lines, verdict_sentence
 from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, add_to_workspace
 
 SUMMARY_FILE = "summary.json"
@@ -97,9 +114,11 @@ def build_monitoring_report(
     ``current`` is a DataFrame, a predictions file, or a list of files and
     folders of them. ``reference`` is the model's training profile or another
     predictions file (or a DataFrame of either). ``model_metadata`` (a
-    model's ``metadata.json`` as a dict) supplies the operating points when
-    the predictions lack ``threshold_<point>`` columns, and the validated
-    figures. ``validated`` overrides those figures:
+    model's ``metadata.json`` as a dict; default: the one the predictions
+    files carry) supplies the operating points when the predictions lack
+    ``threshold_<point>`` columns, the validated figures, the validation
+    confusion the prevalence estimate corrects with, and the scope gate's
+    false-flag rate. ``validated`` overrides those figures:
     ``{"auc": 0.95, "operating_points": {"screening": {"sensitivity": 0.97,
     "specificity": 0.6}, ...}}``. With ``workspace`` the run is also added
     as a snapshot to that Evidently workspace, in project ``project``.
@@ -109,16 +128,22 @@ def build_monitoring_report(
         inputs: list[str] = ["<DataFrame>"]
         batch = current
         check_predictions(batch, "predictions")
+        runs: list[dict[str, Any]] = []
     else:
         paths = [current] if isinstance(current, (str, Path)) else list(current)
         inputs = [str(p) for p in discover_predictions(paths)]
         batch = read_predictions(inputs)
+        runs = read_run_descriptions(inputs)
+    if model_metadata is None:
+        # the predictions file carries the metadata of the model that scored it
+        model_metadata = next((r["model"]["metadata"] for r in runs if isinstance((r.get("model") or {}).get("metadata"), dict)), None)
     reference_frame = read_reference(reference)
     reference_source = "<DataFrame>" if isinstance(reference, pd.DataFrame) else str(reference)
     warnings: list[str] = []
+    rng = np.random.default_rng(rules.seed)
 
-    ok = batch[batch[cols.STATUS] == cols.STATUS_OK].reset_index(drop=True)
-    errors = batch[batch[cols.STATUS] != cols.STATUS_OK]
+    rows = split_by_scope(batch)
+    ok, errors = rows.in_scope, rows.errors
     ref_ok = reference_frame[reference_frame[cols.STATUS] == cols.STATUS_OK].reset_index(drop=True)
     if len(ref_ok) == 0:
         raise InputError(f"the reference {reference_source} has no scored rows")
@@ -127,13 +152,23 @@ def build_monitoring_report(
     validated = validated if validated is not None else validated_figures(model_metadata)
     enough = len(ok) >= rules.min_rows
 
+    rate, rate_source = false_flag_rate(runs, model_metadata, rules.default_false_flag_rate)
+    n_out = len(rows.out_of_scope)
+    scope = out_of_scope_test(n_out, len(ok) + n_out, false_flag_rate=rate, alpha=rules.family_alpha, source=rate_source)
+
+    validation = validation_profile(model_metadata, thresholds, rules, rng, warnings) if len(ok) else None
+    training = training_prevalence(ref_ok, model_metadata, validation)
+    estimate = prevalence = None
+    if validation is not None and training is not None:
+        estimate, prevalence = prevalence_finding(validation, ok, training, rules, rng)
+    drift_reference = _drift_reference(ref_ok, estimate, rng, warnings)
+
     drift_columns = drift_columns_of(ok, ref_ok, warnings)
     current_frame, reference_eval = evaluation_frames(ok, ref_ok, thresholds, drift_columns)
+    _, drift_reference_eval = evaluation_frames(ok, drift_reference, thresholds, drift_columns)
     balance_columns = [(name, cols.prediction_column(name)) for name in thresholds]
-    labelled = has_labels(ok) and has_labels(ref_ok)
-    if labelled:
+    if has_labels(ok) and has_labels(ref_ok):
         balance_columns.append(("prevalence", cols.LABEL))
-
     drift_alpha = rules.family_alpha / max(len(drift_columns[0]) + len(drift_columns[1]), 1)
     balance_alpha = rules.family_alpha / max(len(balance_columns), 1)
 
@@ -144,9 +179,9 @@ def build_monitoring_report(
     if len(ok) > 0:
         snapshot = run_evidently(
             current_frame,
-            reference_eval,
+            drift_reference_eval,
             drift_columns,
-            [column for _, column in balance_columns],
+            [],
             drift_alpha,
             balance_alpha,
             rules,
@@ -160,22 +195,32 @@ def build_monitoring_report(
             snapshot.save_json(str(json_file))
         files.update(html=REPORT_HTML, json=REPORT_JSON)
     else:
-        warnings.append("no scored rows: no drift or class-balance figures")
+        warnings.append("no scored in-scope rows: no drift or class-balance figures")
 
-    drift = column_drifts(current_frame, reference_eval, drift_columns, statuses, drift_alpha, rules)
-    balance = share_comparisons(current_frame, reference_eval, balance_columns, thresholds, statuses, balance_alpha, rules)
+    drift = column_drifts(current_frame, drift_reference_eval, drift_columns, statuses, drift_alpha, rules)
+    balance = share_comparisons(current_frame, reference_eval, balance_columns, thresholds, balance_alpha, rules)
     performance = performance_figures(ok, thresholds, validated, rules) if has_labels(ok) else []
-
     drift_detected = enough and any(d.drifted for d in drift)
-    class_balance_alert = enough and any(c.alert for c in balance)
-    performance_alert = enough and any(p.below_validated for p in performance)
-    alerts = []
-    if drift_detected:
-        alerts.append("drift: " + ", ".join(d.column for d in drift if d.drifted))
-    if class_balance_alert:
-        alerts.append("class balance: " + ", ".join(c.name for c in balance if c.alert))
-    if performance_alert:
-        alerts.append("performance below validated: " + ", ".join(p.name for p in performance if p.below_validated))
+    estimated = None
+    if estimate is not None and validation is not None:
+        estimated = estimate_performance(
+            validation, estimate, image_drift=drift_detected, operating_point=rules.prevalence_point,
+            realized=realized_screening(ok, validation.threshold),
+        )
+    findings = Findings(
+        n_in_scope=len(ok),
+        n_flagged=_flagged(ok, thresholds.get(rules.prevalence_point)),
+        n_errors=len(errors),
+        enough_rows=enough,
+        drift=drift,
+        drift_detected=drift_detected,
+        prevalence=prevalence,
+        class_balance_alert=enough and prevalence is not None and prevalence.alert,
+        scope=scope,
+        performance=performance,
+        performance_alert=enough and any(p.below_validated for p in performance),
+    )
+    alerts = alert_lines(findings)
 
     storage.write_text(out_dir / CLASS_BALANCE_CSV, pd.DataFrame([flat_share(c) for c in balance]).to_csv(index=False))
     files["class_balance"] = CLASS_BALANCE_CSV
@@ -185,16 +230,26 @@ def build_monitoring_report(
         workspace_info = add_to_workspace(snapshot, Path(workspace), project)
 
     summary = MonitoringSummary(
+        verdict=verdict_sentence(findings),
         drift_detected=drift_detected,
-        class_balance_alert=class_balance_alert,
-        performance_alert=performance_alert,
+        class_balance_alert=findings.class_balance_alert,
+        out_of_scope_alert=scope.alert,
+        performance_alert=findings.performance_alert,
         alert=bool(alerts),
         alerts=alerts,
         n_rows=len(batch),
-        n_scored=len(ok),
+        n_scored=len(ok) + n_out,
+        n_in_scope=len(ok),
+        n_flagged=findings.n_flagged,
+        n_out_of_scope=n_out,
+        out_of_scope_share=scope.share,
+        top_out_of_scope_reasons=top_reasons(rows.out_of_scope, SCOPE_REASON, "share_of_out_of_scope"),
+        out_of_scope_test=scope,
         n_errors=len(errors),
         error_share=len(errors) / len(batch) if len(batch) else 0.0,
         top_errors=top_error_reasons(errors),
+        prevalence_estimate=prevalence,
+        estimated_performance=estimated,
         drifted_features=[d for d in drift if d.drifted],
         drift=drift,
         class_balance=balance,
@@ -203,7 +258,8 @@ def build_monitoring_report(
         rules=rules,
         inputs=inputs,
         reference={"source": reference_source, "n_rows": len(reference_frame), "n_scored": len(ref_ok),
-                   "models": models_of(ref_ok)},
+                   "models": models_of(ref_ok), "n_compared": len(drift_reference),
+                   "resampled_to_prevalence": None if estimate is None or drift_reference is ref_ok else estimate.value},
         models=models_of(batch),
         run_ids=sorted({str(r) for r in batch.get(cols.RUN_ID, pd.Series(dtype=str)).dropna().unique()}),
         files={**files, "summary": SUMMARY_FILE},
@@ -213,6 +269,26 @@ def build_monitoring_report(
     )
     storage.write_json(out_dir / SUMMARY_FILE, summary.as_dict(), allow_nan=False)
     return summary
+
+
+def _drift_reference(
+    ref_ok: pd.DataFrame, estimate: PrevalenceEstimate | None, rng: np.random.Generator, warnings: list[str]
+) -> pd.DataFrame:
+    """The reference resampled per class to the night's estimated prevalence; as is without labels or estimate."""
+    if estimate is None:
+        warnings.append("drift compared with the reference as is: no prevalence estimate to resample it to")
+        return ref_ok
+    if not has_labels(ref_ok):
+        warnings.append("drift compared with the reference as is: it has no labels to resample by class")
+        return ref_ok
+    return reweighted_reference(ref_ok, estimate.value, rng)
+
+
+def _flagged(in_scope: pd.DataFrame, threshold: float | None) -> int:
+    if threshold is None:
+        return 0
+    scores = pd.to_numeric(in_scope[cols.SCORE], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return int((scores >= threshold).sum())
 
 
 def _operating_points(

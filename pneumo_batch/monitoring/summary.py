@@ -13,7 +13,9 @@ import pandas as pd
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
 
-SUMMARY_FORMAT_VERSION = 1
+#: 2: out-of-scope rows, the prevalence estimate, the label-free performance estimate and
+#: the verdict sentence; class balance entries say ``moved`` (informational) instead of ``alert``.
+SUMMARY_FORMAT_VERSION = 2
 
 
 _TOP_ERRORS = 5
@@ -36,6 +38,15 @@ class MonitoringRules:
     performance_margin: float = 0.05
     """A performance figure alerts when its interval lies wholly below the validated figure minus this."""
     bootstrap_resamples: int = 500
+    prevalence_point: str = "screening"
+    """Operating point whose validation confusion corrects the prevalence estimate (BBSE)."""
+    expected_prevalence: tuple[float, float] | None = None
+    """Pneumonia share a night may show without a class-balance alert; default: training prevalence +/- tolerance."""
+    prevalence_tolerance: float = 0.05
+    default_false_flag_rate: float = 0.01
+    """Out-of-scope share expected by chance when neither the run nor the model states its gate's validated rate."""
+    seed: int = 0
+    """Seed of the run's bootstrap draws and reference resampling: the same input gives the same summary."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,9 @@ class ShareComparison:
     p_value: float
     alpha: float
     min_difference: float
-    alert: bool
+    moved: bool
+    """Moved by the categorical rule. Informational: under label shift this share moves by design;
+    the class-balance alert comes from the error-corrected prevalence estimate."""
 
 
 @dataclass(frozen=True)
@@ -85,19 +98,104 @@ class PerformanceFigure:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """A figure with its interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class PrevalenceFinding:
+    """The night's pneumonia share corrected for the model's errors, against the expected range."""
+
+    value: float
+    low: float
+    high: float
+    """``low``-``high``: the 95 % bootstrap interval (reported)."""
+    training: float
+    expected_low: float
+    expected_high: float
+    alert_low: float
+    alert_high: float
+    """The ``1 - family_alpha`` interval: the alert fires when it lies wholly outside the expected range."""
+    alert: bool
+    method: str
+    operating_point: str
+    threshold: float
+    n: int
+    realized: float | None = None
+    """The labelled share of pneumonia, when the batch has labels."""
+
+
+@dataclass(frozen=True)
+class EstimatedPerformance:
+    """Screening figures expected tonight without labels, valid while only the prevalence moved."""
+
+    valid: bool
+    reason: str
+    operating_point: str
+    threshold: float
+    prevalence: Estimate
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+    expected_flagged: Estimate
+    expected_caught: Estimate
+    """Pneumonias flagged (true positives)."""
+    expected_missed: Estimate
+    """Pneumonias not flagged (false negatives): the figure that matters most."""
+    n: int
+    realized: dict[str, float | int | None] | None = None
+    """With labels: the same figures counted on the night (sensitivity, specificity, ppv, npv, flagged, caught, missed)."""
+
+
+@dataclass(frozen=True)
+class ScopeTest:
+    """Are there more out-of-scope rows than the gate's validated false-flag rate explains?"""
+
+    n_out_of_scope: int
+    n: int
+    share: float
+    false_flag_rate: float
+    false_flag_rate_source: str
+    expected: float
+    p_value: float
+    alpha: float
+    alert: bool
+
+
+@dataclass(frozen=True)
 class MonitoringSummary:
     """What ``summary.json`` holds (:meth:`as_dict`)."""
 
+    verdict: str
+    """One sentence in words."""
     drift_detected: bool
     class_balance_alert: bool
+    out_of_scope_alert: bool
     performance_alert: bool
     alert: bool
     alerts: list[str]
     n_rows: int
     n_scored: int
+    """Rows with status ``ok`` (in scope or not)."""
+    n_in_scope: int
+    """Scored rows in scope: the rows drift, class balance and the estimates use."""
+    n_flagged: int
+    """In-scope rows flagged at :attr:`MonitoringRules.prevalence_point`."""
+    n_out_of_scope: int
+    out_of_scope_share: float
+    """Of the scored rows."""
+    top_out_of_scope_reasons: list[dict[str, Any]]
+    out_of_scope_test: ScopeTest
     n_errors: int
     error_share: float
     top_errors: list[dict[str, Any]]
+    prevalence_estimate: PrevalenceFinding | None
+    estimated_performance: EstimatedPerformance | None
     drifted_features: list[ColumnDrift]
     drift: list[ColumnDrift]
     class_balance: list[ShareComparison]
@@ -125,24 +223,35 @@ def top_error_reasons(errors: pd.DataFrame, limit: int = _TOP_ERRORS) -> list[di
     masked, so ``file not found: a.png`` and ``file not found: b.png`` count
     as one reason.
     """
-    if cols.ERROR not in errors or errors.empty:
+    return top_reasons(errors, cols.ERROR, "share_of_errors", limit)
+
+
+def top_reasons(rows: pd.DataFrame, column: str, share_key: str, limit: int = _TOP_ERRORS) -> list[dict[str, Any]]:
+    """The most common reasons in ``column`` (grouped as :func:`top_error_reasons` says), one example each."""
+    if column not in rows or rows.empty:
         return []
-    messages = errors[cols.ERROR].fillna("(no reason given)").astype(str)
+    messages = rows[column].fillna("(no reason given)").astype(str)
     reasons = messages.map(_reason)
     counts = reasons.value_counts(sort=False)
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
     examples: dict[str, str] = {}
     for reason, message in zip(reasons, messages):
         examples.setdefault(reason, message)  # the first message of each reason
-    total = len(errors)
+    total = len(rows)
     return [
-        {"reason": reason, "count": int(count), "share_of_errors": count / total, "example": examples[reason]}
+        {"reason": reason, "count": int(count), share_key: count / total, "example": examples[reason]}
         for reason, count in ordered
     ]
 
 
+#: Scope reasons name their rule first ("header: ...", "pixels: ..."); the rule alone is too coarse a group.
+_RULE_PREFIXES = ("header", "pixels")
+
+
 def _reason(message: str) -> str:
-    head = message.split(": ", 1)[0].strip()
+    parts = message.split(": ", 2)
+    head = ": ".join(parts[:2]) if parts[0].strip() in _RULE_PREFIXES and len(parts) > 1 else parts[0]
+    head = head.strip()
     return re.sub(r"\d[\d,.x]*", "N", head)[:120] or "(no reason given)"
 
 

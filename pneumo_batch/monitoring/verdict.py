@@ -1,0 +1,88 @@
+"""The verdict in one sentence, for the person who reads the cron mail, and the one-line alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pneumo_batch.monitoring.summary import ColumnDrift, PerformanceFigure, PrevalenceFinding, ScopeTest
+
+
+@dataclass(frozen=True)
+class Findings:
+    n_in_scope: int
+    n_flagged: int
+    n_errors: int
+    enough_rows: bool
+    drift: Sequence[ColumnDrift]
+    drift_detected: bool
+    prevalence: PrevalenceFinding | None
+    class_balance_alert: bool
+    scope: ScopeTest
+    performance: Sequence[PerformanceFigure]
+    performance_alert: bool
+
+
+def alert_lines(findings: Findings) -> list[str]:
+    """One line per alert that fired (``summary.json: alerts``)."""
+    lines = []
+    if findings.drift_detected:
+        lines.append("drift: " + ", ".join(d.column for d in findings.drift if d.drifted))
+    if findings.class_balance_alert and findings.prevalence is not None:
+        p = findings.prevalence
+        lines.append(
+            f"class balance: estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)}), "
+            f"expected {_pct(p.expected_low, False)}-{_pct(p.expected_high)}"
+        )
+    if findings.scope.alert:
+        s = findings.scope
+        lines.append(f"out of scope: {s.n_out_of_scope} of {s.n} films, {s.expected:.1f} expected by chance")
+    if findings.performance_alert:
+        lines.append(
+            "performance below validated: " + ", ".join(p.name for p in findings.performance if p.below_validated)
+        )
+    return lines
+
+
+def verdict_sentence(findings: Findings) -> str:
+    """E.g. "Quiet night: 412 films, 38 flagged for urgent review, nothing unusual."."""
+    films = f"{findings.n_in_scope} film{'s' if findings.n_in_scope != 1 else ''}"
+    flagged = f"{findings.n_flagged} flagged for urgent review"
+    tail = _errors(findings.n_errors)
+    if not findings.enough_rows and not findings.scope.alert:
+        return f"Too few films for a verdict: {films}, {flagged}{tail}."
+    parts = []
+    if findings.drift_detected:
+        columns = ", ".join(d.column for d in findings.drift if d.drifted)
+        parts.append(
+            f"The images themselves changed tonight ({columns}): check the scanner, its settings or the export; "
+            "the estimated pneumonia share and screening performance assume unchanged images and do not hold"
+        )
+    elif findings.class_balance_alert and findings.prevalence is not None:
+        p = findings.prevalence
+        who = "More healthy children" if p.value < p.expected_low else "More children with pneumonia"
+        parts.append(
+            f"{who} tonight: estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)}) "
+            f"against {_pct(p.training)} in training; the images themselves look as usual"
+        )
+    if findings.scope.alert:
+        s = findings.scope
+        parts.append(
+            f"{s.n_out_of_scope} of {s.n} films are not chest X-rays like the training ones "
+            f"(about {s.expected:.0f} expected by chance): check what was sent"
+        )
+    if findings.performance_alert:
+        names = ", ".join(p.name for p in findings.performance if p.below_validated)
+        parts.append(f"measured against the labels, {names} fell below the validated figure")
+    if not parts:
+        return f"Quiet night: {films}, {flagged}, nothing unusual{tail}."
+    sentence = "; ".join(parts) + f" ({films}, {flagged}{tail})."
+    return sentence[0].upper() + sentence[1:]
+
+
+def _errors(n_errors: int) -> str:
+    return f"; {n_errors} file{'s' if n_errors != 1 else ''} could not be read" if n_errors else ""
+
+
+def _pct(share: float, sign: bool = True) -> str:
+    return f"{100 * share:.0f} %" if sign else f"{100 * share:.0f}"
