@@ -30,14 +30,23 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[train,ray,dev]'
 	touch $@
 
-# The test split's pneumonia share differs from the training data's, so the
-# nightly job ends with exit code 4 (class-balance alert): the demo shows it
-# and succeeds; any other non-zero code fails it.
+# The test split has fewer children with pneumonia than the training data
+# (62.5 % against 74.2 %) and its normal films are harder for the model
+# (specificity 0.84 against 0.97 on validation). The nightly job says so and
+# exits 4: a class-balance alert, not drift (the images look as usual), and,
+# from the manifest's labels, a specificity drop. The demo accepts exactly
+# that outcome; anything else (another exit code, drift, no class-balance
+# alert) fails it.
+DEMO_CHECK = import json, pathlib, sys; \
+	s = json.loads(sorted(pathlib.Path("$(DEMO_DIR)/output/reports").glob("date=*/summary.json"))[-1].read_text()); \
+	print("verdict:", s["verdict"]); \
+	sys.exit(0 if s["class_balance_alert"] and not s["drift_detected"] else 1)
+
 demo: install
 	$(BIN)/pneumo-batch export-images $(DEMO_DIR)/images --split test
 	$(BIN)/pneumo-batch nightly --input $(DEMO_DIR)/images/manifest.parquet --output-root $(DEMO_DIR)/output; \
-	code=$$?; echo "nightly exit code $$code; report: $(DEMO_DIR)/output/reports/"; \
-	[ $$code -eq 0 ] || [ $$code -eq 4 ]
+	code=$$?; echo "nightly exit code $$code (4 expected: monitoring alert); report: $(DEMO_DIR)/output/reports/"; \
+	[ $$code -eq 4 ] && $(BIN)/python -c '$(DEMO_CHECK)'
 
 test: install chromium
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -90,23 +90,27 @@ def test_20_training_images_raise_no_alert_although_distances_are_large(pneumoni
     assert all(d["p_value"] >= d["alpha"] for d in by_column.values())
 
 
-def test_test_split_prevalence_is_estimated_and_its_labelled_share_reported(test_split):
-    """The test split (62.5 % pneumonia) read by a weak model: the estimate is corrected for its errors.
+def test_test_split_with_labels_raises_class_balance_alert_on_the_labelled_share(test_split):
+    """The test split (62.5 % pneumonia) read by a weak model, labels on every row.
 
-    The fake model flags 441 of 624 films (71 %); corrected for its validation
-    error rates the estimate is 69 % (95 % 63-73 %), whose 99 % interval still
-    reaches the expected 69-79 %: no class-balance alert. The flagged shares
-    and the labelled prevalence moved against the reference, for information.
+    The labelled share decides: its 99 % interval lies below the expected
+    69-79 %. The label-free estimate is reported beside it, corrected for
+    the model's errors: the fake model flags 441 of 624 films (71 %), the
+    estimate says 69 % (95 % 63-73 %), whose 99 % interval alone would
+    still reach the expected range. The images did not change: no drift.
     """
     summary, _, data = test_split
     estimate = data["prevalence_estimate"]
-    assert estimate["realized"] == pytest.approx(0.625)
+    assert estimate["basis"] == "labels" and estimate["realized"] == pytest.approx(0.625)
+    assert estimate["alert_high"] < estimate["expected_low"]
+    assert estimate["alert"] is True and data["class_balance_alert"] is True
     assert estimate["low"] <= estimate["value"] <= estimate["high"]
     assert estimate["value"] < 441 / 624  # the false positives are taken out
     assert estimate["training"] == pytest.approx(3494 / 4708)
     assert (estimate["expected_low"], estimate["expected_high"]) == pytest.approx((3494 / 4708 - 0.05, 3494 / 4708 + 0.05))
-    assert estimate["alert_low"] < estimate["low"] and estimate["alert_high"] > estimate["high"]
-    assert estimate["alert"] is False and data["class_balance_alert"] is False
+    assert data["drift_detected"] is False
+    assert "class balance: labelled pneumonia share 62 %, expected 69-79 %" in data["alerts"]
+    assert data["verdict"].startswith("More healthy children tonight: pneumonia share 62 % by the labels")
     balance = {c["name"]: c for c in data["class_balance"]}
     assert set(balance) == {"screening", "balanced", "prevalence"}
     prevalence = balance["prevalence"]
@@ -115,7 +119,6 @@ def test_test_split_prevalence_is_estimated_and_its_labelled_share_reported(test
     assert prevalence["share"]["estimate"] == pytest.approx(0.625)
     assert prevalence["reference_share"]["estimate"] == pytest.approx(3494 / 4708)
     assert prevalence["difference"] == pytest.approx(0.625 - 3494 / 4708)
-    assert not any(alert.startswith("class balance") for alert in data["alerts"])
 
 
 def test_test_split_reports_performance_with_intervals_against_validated_figures(test_split, fake_model_metadata):

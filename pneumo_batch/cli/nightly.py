@@ -71,8 +71,8 @@ def nightly(
 
     Example: pneumo-batch nightly --input /data/incoming --output-root /data/pneumo-batch
 
-    Exit codes: 0 all well; 3 some images failed; 4 drift or class-balance
-    alert (wins over 3); 5 another run holds the lock; 6 the PACS is
+    Exit codes: 0 all well; 3 some images failed; 4 monitoring alert, any
+    kind (wins over 3); 5 another run holds the lock; 6 the PACS is
     unavailable; 2 usage error; 1 the job itself failed. Under cron (no
     terminal) it prints nothing on a good night and one line when someone
     needs to look; --verbose shows the log (whose last line is that

@@ -5,7 +5,8 @@ estimated from the in-scope scores by black-box shift estimation with the
 validation confusion at the screening point
 (:mod:`~pneumo_batch.monitoring.prevalence`); it fires when the estimate's
 ``1 - family_alpha`` bootstrap interval lies wholly outside the expected
-range (:attr:`~pneumo_batch.monitoring.summary.MonitoringRules.expected_prevalence`,
+range (when every row is labelled, the labelled share's Wilson interval at
+that level instead: the truth beats an estimate) (:attr:`~pneumo_batch.monitoring.summary.MonitoringRules.expected_prevalence`,
 default the training prevalence +/- ``prevalence_tolerance``).
 
 For information (:func:`share_comparisons`, ``class_balance.csv``): the
@@ -33,7 +34,6 @@ from pneumo_batch.monitoring.performance import has_labels
 from pneumo_batch.monitoring.prevalence import (
     PrevalenceEstimate,
     ValidationProfile,
-    class_balance_alert,
     estimate_prevalence,
     expected_range,
     percentiles,
@@ -116,10 +116,16 @@ def prevalence_finding(
     estimate = estimate_prevalence(validation, scores, rng=rng, method="bbse", confidence=rules.confidence)
     expected = rules.expected_prevalence or expected_range(training, rules.prevalence_tolerance)
     alert_low, alert_high = percentiles(estimate.draws, 1 - rules.family_alpha)
-    realized = None
-    if has_labels(in_scope):
-        labels = pd.to_numeric(in_scope[cols.LABEL], errors="coerce")
-        realized = float(labels[labels.isin([0, 1])].mean())
+    basis, realized = "estimate", None
+    labels = pd.to_numeric(in_scope[cols.LABEL], errors="coerce") if cols.LABEL in in_scope else None
+    if labels is not None and labels.isin([0, 1]).any():
+        known = labels[labels.isin([0, 1])]
+        realized = float(known.mean())
+        if len(known) == len(in_scope):
+            # every row labelled: the labelled share is the truth, the estimate is reported beside it
+            basis = "labels"
+            interval = metrics.wilson_interval(int(known.sum()), len(known), 1 - rules.family_alpha)
+            alert_low, alert_high = interval.low, interval.high
     finding = PrevalenceFinding(
         value=estimate.value,
         low=estimate.low,
@@ -129,7 +135,8 @@ def prevalence_finding(
         expected_high=float(expected[1]),
         alert_low=alert_low,
         alert_high=alert_high,
-        alert=class_balance_alert(estimate, expected, alpha=rules.family_alpha),
+        alert=bool(alert_high < expected[0] or alert_low > expected[1]),
+        basis=basis,
         method=estimate.method,
         operating_point=rules.prevalence_point,
         threshold=validation.threshold,

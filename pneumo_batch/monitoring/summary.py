@@ -121,6 +121,9 @@ class PrevalenceFinding:
     alert_high: float
     """The ``1 - family_alpha`` interval: the alert fires when it lies wholly outside the expected range."""
     alert: bool
+    basis: str
+    """``estimate`` (the interval above is the estimate's), or ``labels`` when every row is labelled
+    (``alert_low``-``alert_high`` is then the labelled share's Wilson interval)."""
     method: str
     operating_point: str
     threshold: float

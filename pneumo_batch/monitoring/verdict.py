@@ -30,10 +30,9 @@ def alert_lines(findings: Findings) -> list[str]:
         lines.append("drift: " + ", ".join(d.column for d in findings.drift if d.drifted))
     if findings.class_balance_alert and findings.prevalence is not None:
         p = findings.prevalence
-        lines.append(
-            f"class balance: estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)}), "
-            f"expected {_pct(p.expected_low, False)}-{_pct(p.expected_high)}"
-        )
+        share = f"labelled pneumonia share {_pct(p.realized)}" if p.basis == "labels" and p.realized is not None \
+            else f"estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)})"
+        lines.append(f"class balance: {share}, expected {_pct(p.expected_low, False)}-{_pct(p.expected_high)}")
     if findings.scope.alert:
         s = findings.scope
         lines.append(f"out of scope: {s.n_out_of_scope} of {s.n} films, {s.expected:.1f} expected by chance")
@@ -60,11 +59,13 @@ def verdict_sentence(findings: Findings) -> str:
         )
     elif findings.class_balance_alert and findings.prevalence is not None:
         p = findings.prevalence
-        who = "More healthy children" if p.value < p.expected_low else "More children with pneumonia"
-        parts.append(
-            f"{who} tonight: estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)}) "
-            f"against {_pct(p.training)} in training; the images themselves look as usual"
-        )
+        share = p.realized if p.basis == "labels" and p.realized is not None else p.value
+        who = "More healthy children" if share < p.expected_low else "More children with pneumonia"
+        if p.basis == "labels":
+            measured = f"pneumonia share {_pct(share)} by the labels (estimated without them {_pct(p.value)})"
+        else:
+            measured = f"estimated pneumonia share {_pct(p.value)} ({_pct(p.low, False)}-{_pct(p.high)})"
+        parts.append(f"{who} tonight: {measured} against {_pct(p.training)} in training; the images themselves look as usual")
     if findings.scope.alert:
         s = findings.scope
         parts.append(
