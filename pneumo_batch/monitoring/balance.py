@@ -93,14 +93,14 @@ def _validation_confusion(
 def training_prevalence(
     reference: pd.DataFrame, model_metadata: Mapping[str, Any] | None, validation: ValidationProfile | None
 ) -> float | None:
-    """The share of pneumonia the model was trained at: the labelled reference's, else the metadata's."""
-    if has_labels(reference):
-        labels = pd.to_numeric(reference[cols.LABEL], errors="coerce")
-        return float(labels[labels.isin([0, 1])].mean())
+    """The share of pneumonia the model was trained at: the metadata's, else the labelled reference's."""
     splits = ((model_metadata or {}).get("dataset") or {}).get("splits") or {}
     train = splits.get("train") or {}
     if isinstance(train.get("prevalence"), (int, float)):
         return float(train["prevalence"])
+    if has_labels(reference):
+        labels = pd.to_numeric(reference[cols.LABEL], errors="coerce")
+        return float(labels[labels.isin([0, 1])].mean())
     return validation.prevalence if validation is not None else None
 
 

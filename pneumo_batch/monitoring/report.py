@@ -80,7 +80,7 @@ from pneumo_batch.monitoring.performance import (
 )
 from pneumo_batch.monitoring.prevalence import PrevalenceEstimate
 from pneumo_batch.monitoring.reference import reweighted_reference
-from pneumo_batch.monitoring.scope import SCOPE_REASON, false_flag_rate, out_of_scope_test, split_by_scope
+from pneumo_batch.monitoring.scope import false_flag_rate, out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import (
     MonitoringRules,
     MonitoringSummary,
@@ -243,7 +243,7 @@ def build_monitoring_report(
         n_flagged=findings.n_flagged,
         n_out_of_scope=n_out,
         out_of_scope_share=scope.share,
-        top_out_of_scope_reasons=top_reasons(rows.out_of_scope, SCOPE_REASON, "share_of_out_of_scope"),
+        top_out_of_scope_reasons=top_reasons(rows.out_of_scope, cols.SCOPE_REASON, "share_of_out_of_scope"),
         out_of_scope_test=scope,
         n_errors=len(errors),
         error_share=len(errors) / len(batch) if len(batch) else 0.0,

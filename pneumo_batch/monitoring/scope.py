@@ -26,11 +26,6 @@ from pneumo_batch import predictions as cols
 from pneumo_batch.errors import InputError
 from pneumo_batch.monitoring.summary import ScopeTest
 
-# The scope columns (predictions.py owns them once the scope rules land there).
-IN_SCOPE = "in_scope"
-SCOPE_REASON = "scope_reason"
-
-
 @dataclass(frozen=True)
 class ScopeSplit:
     in_scope: pd.DataFrame
@@ -42,9 +37,9 @@ class ScopeSplit:
 def split_by_scope(batch: pd.DataFrame) -> ScopeSplit:
     """The batch's scored in-scope rows, scored out-of-scope rows and error rows (each row in exactly one)."""
     scored = (batch[cols.STATUS] == cols.STATUS_OK).to_numpy()
-    if IN_SCOPE in batch:
+    if cols.IN_SCOPE in batch:
         # null on a scored row means no rule judged it: in scope, as without the column
-        outside = ~batch[IN_SCOPE].astype("boolean").fillna(True).to_numpy(dtype=bool)
+        outside = ~batch[cols.IN_SCOPE].astype("boolean").fillna(True).to_numpy(dtype=bool)
     else:
         outside = np.zeros(len(batch), dtype=bool)
     return ScopeSplit(
