@@ -21,14 +21,32 @@ from pneumo_batch.scoring import score_batch
 POINTS = list(SCORE_FAKE_OPERATING_POINTS)
 
 
+#: Extra files beside the corpus: what a PACS export folder also holds. name -> (made from, expected row)
+EXTENSIONLESS = {"1.2.826.0.1.3680043.8.498.77": "implicit_vr", "IMG0002": "no_preamble"}
+UPPER_CASE = {"SHOUTED.DICOM": "jpeg_baseline"}
+NOT_DICOM = "garbage.DCM"
+SKIPPED = ("README.txt", "DICOMDIR")
+
+
 @pytest.fixture(scope="module")
 def dicom_folder(xray_jpegs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a folder holding the whole corpus made from one film, that film's JPEG)."""
+    """(a folder holding the whole corpus made from one film, and a PACS export's odd names; that film's JPEG)."""
     film = sorted((xray_jpegs_dir / "PNEUMONIA").glob("*.jpeg"))[0]
     directory = tmp_path_factory.mktemp("dicom-folder")
     for name in corpus.CORPUS:
         corpus.build(film, directory, name)
+    for target, name in {**EXTENSIONLESS, **UPPER_CASE}.items():
+        (directory / target).write_bytes((directory / f"{name}.dcm").read_bytes())
+    (directory / NOT_DICOM).write_bytes(b"this is not a DICOM file at all\n" * 10)
+    (directory / "README.txt").write_text("exported by the PACS\n")
+    (directory / "DICOMDIR").write_bytes((directory / "no_pixel_data.dcm").read_bytes())  # an index, not an image
     return directory, film
+
+
+def _corpus_name(image_id: str) -> str | None:
+    """The corpus file a row of the folder was made from (None for the non-DICOM file)."""
+    extras = {**EXTENSIONLESS, **UPPER_CASE}
+    return extras.get(image_id) or (image_id[: -len(".dcm")] if image_id.endswith(".dcm") else None)
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -48,7 +66,6 @@ def _assert_row_matches_corpus(row: pd.Series, name: str) -> None:
     assert not pd.isna(row[columns.SCORE]), name
     assert row[columns.IN_SCOPE] == expected.in_scope, name
     assert row[columns.SCOPE_REASON] == (None if expected.reason is None else f"header: {expected.reason}"), name
-    assert pd.isna(row[columns.SCOPE_SCORE]), name
     assert row["img_format"] == "DICOM", name
     if expected.in_scope:
         for point, value in zip(POINTS, decisions, strict=True):
@@ -81,3 +98,55 @@ def test_manifest_of_dicom_paths_one_row_per_file_with_header_and_scope(dicom_fo
     adult = frame.iloc[names.index("adult")]
     assert adult[columns.PATIENT_AGE_YEARS] == 51.0 and adult["patient_sex"] == "F"
     assert frame.iloc[names.index("no_pixel_data")]["transfer_syntax"] == "1.2.840.10008.1.2.1"
+
+
+def test_folder_of_mixed_dicom_one_row_per_file_with_status_and_scope(dicom_folder, score_fake_model, tmp_path):
+    directory, _ = dicom_folder
+    out = tmp_path / "out.parquet"
+    summary = score_batch(directory, out, model=score_fake_model, workers=0, scorer_factory=make_fake_scorer)
+    frame = _read(out)
+    expected_ids = sorted([f"{name}.dcm" for name in corpus.CORPUS] + [*EXTENSIONLESS, *UPPER_CASE, NOT_DICOM])
+    assert list(frame[columns.IMAGE_ID]) == expected_ids
+    assert summary.rows == len(expected_ids)
+    assert summary.errors == sum(corpus.CORPUS[_corpus_name(i) or "truncated"].error is not None for i in expected_ids)
+    for _, row in frame.iterrows():
+        name = _corpus_name(row[columns.IMAGE_ID])
+        if name is None:
+            assert row[columns.STATUS] == columns.STATUS_ERROR and row[columns.ERROR] == "not a DICOM file"
+            assert pd.isna(row[columns.IN_SCOPE])
+        else:
+            _assert_row_matches_corpus(row, name)
+
+
+def test_manifest_image_bytes_may_hold_dicom(dicom_folder, score_fake_model, tmp_path):
+    directory, film = dicom_folder
+    names = ["implicit_vr", "no_preamble", "adult", "jpeg2000_lossless_12bit_window", "truncated"]
+    manifest = tmp_path / "bytes.parquet"
+    images = [(directory / f"{name}.dcm").read_bytes() for name in names] + [film.read_bytes()]
+    pd.DataFrame({"image_id": [*names, "jpeg"], "image": images}).to_parquet(manifest)
+    out = tmp_path / "out.parquet"
+    score_batch(manifest, out, model=score_fake_model, workers=0, scorer_factory=make_fake_scorer)
+    frame = _read(out)
+    for (_, row), name in zip(frame.iterrows(), names, strict=False):
+        _assert_row_matches_corpus(row, name)
+    assert frame.iloc[-1][columns.STATUS] == columns.STATUS_OK and frame.iloc[-1]["img_format"] == "JPEG"
+
+
+def test_same_film_as_jpeg_and_as_every_encoding_gets_the_same_decision(dicom_folder, shipped_default_model, tmp_path):
+    """The shipped model, through score_batch: each DICOM copy scores within 0.02 of the JPEG, with its decisions."""
+    directory, film = dicom_folder
+    names = [name for name, expected in corpus.CORPUS.items() if expected.like_jpeg]
+    manifest = tmp_path / "films.parquet"
+    pd.DataFrame({"path": [str(film)] + [str(directory / f"{name}.dcm") for name in names]}).to_parquet(manifest)
+    out = tmp_path / "out.parquet"
+    score_batch(manifest, out, model=shipped_default_model, workers=0)
+    frame = _read(out)
+    jpeg, copies = frame.iloc[0], frame.iloc[1:]
+    points = [name[len(columns.PREDICTION_PREFIX):] for name in frame.columns if name.startswith(columns.PREDICTION_PREFIX)]
+    assert points and jpeg[columns.STATUS] == columns.STATUS_OK
+    for (_, row), name in zip(copies.iterrows(), names, strict=True):
+        _assert_row_matches_corpus(row, name)
+        assert abs(row[columns.SCORE] - jpeg[columns.SCORE]) <= 0.02, (name, row[columns.SCORE], jpeg[columns.SCORE])
+        if row[columns.IN_SCOPE]:
+            for point in points:
+                assert row[columns.prediction_column(point)] == jpeg[columns.prediction_column(point)], (name, point)

@@ -10,10 +10,15 @@ number always names the same rows from one run to the next. Every chunk has
   null where the manifest has none) or ``image`` (binary: the encoded file),
 - the manifest's other columns, passed through unchanged.
 
-A directory is scanned recursively for image files (by suffix; hidden files
-and symlinked directories are skipped, broken symlinks are kept so that they
-become error rows), in sorted order, and each row's id is its path relative
-to the scanned directory. A manifest is streamed with
+A directory is scanned recursively for image files, in sorted order: by
+suffix (Pillow's raster formats, ``.dcm``, ``.dicom``, in any case), and
+any other file that reads as DICOM (the ``DICM`` magic at byte 128, or a
+data set without the Part-10 preamble), since PACS exports often name files
+by UID or not at all. Hidden files, symlinked directories and ``DICOMDIR``
+(an export's index, not an image) are skipped; broken symlinks with an image
+suffix are kept so that they become error rows. The scan finds rows, it
+does not judge them: a ``.dcm`` that is not DICOM becomes an error row.
+Each row's id is its path relative to the scanned directory. A manifest is streamed with
 :meth:`pyarrow.parquet.ParquetFile.iter_batches`, so its size does not bound
 memory.
 """
@@ -31,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pneumo_batch.errors import InputError, one_line
+from pneumo_batch.imaging.dicom import DICOM_SUFFIXES, looks_like_dicom, looks_like_headerless_dicom
 
 if TYPE_CHECKING:
     from pneumo_batch.inputs.pacs import PacsFetcher, PacsOptions, PacsRows
@@ -39,10 +45,12 @@ PATH_COLUMN = "path"
 IMAGE_COLUMN = "image"
 ID_COLUMN = "image_id"
 
-#: Files a directory scan picks up (compared in lower case).
+#: Files a directory scan picks up by name alone (compared in lower case); others are sniffed for DICOM.
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
-)
+) | DICOM_SUFFIXES
+#: A DICOM export's directory file: it lists the images and holds none.
+DICOMDIR = "DICOMDIR"
 
 InputKind = Literal["directory", "manifest", "pacs"]
 
@@ -154,8 +162,16 @@ def _walk(directory: Path, prefix: str) -> Iterator[str]:
         relative = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path), f"{relative}/")
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not _links_to_folder(entry):
+        elif _is_input_file(entry) and not _links_to_folder(entry):
             yield relative
+
+
+def _is_input_file(entry: os.DirEntry[str]) -> bool:
+    if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+        return True
+    if entry.name.upper() == DICOMDIR:
+        return False
+    return looks_like_dicom(entry.path) or looks_like_headerless_dicom(entry.path)
 
 
 def _links_to_folder(entry: os.DirEntry[str]) -> bool:
