@@ -63,6 +63,8 @@ class NightlyOptions:
     """With the Ray engine: the cluster to join; default a local Ray instance."""
     metrics_dir: Path | None = None
     """Folder of the Prometheus textfile ``pneumo_batch.prom``; default ``OUTPUT_ROOT/metrics``."""
+    scope_rules: Path | None = None
+    """TOML file of DICOM header scope rules (a ``[header]`` table); default the built-in rules."""
     pacs: PacsOptions | None = None
     """A PACS input's study dates (default: the night's date), credentials file, settings, send_results."""
 
@@ -232,6 +234,7 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scor
         ray_address=options.ray_address,
         progress=progress,
         pacs=options.pacs,
+        scope_rules=options.scope_rules,
     )
 
 
@@ -271,7 +274,7 @@ def _log_file(path: Path) -> Iterator[None]:
 
 
 CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
-_PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir")
+_PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir", "scope_rules")
 #: The TOML types a key accepts (a bool is not an integer here, though Python says it is).
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,), "batch_size": (int,), "quiet": (bool,), "date": (str, Date), "engine": (str,), "ray_address": (str,),

@@ -150,3 +150,52 @@ def test_same_film_as_jpeg_and_as_every_encoding_gets_the_same_decision(dicom_fo
         if row[columns.IN_SCOPE]:
             for point in points:
                 assert row[columns.prediction_column(point)] == jpeg[columns.prediction_column(point)], (name, point)
+
+
+def test_scope_rules_file_changes_the_verdicts_and_is_recorded(dicom_folder, score_fake_model, tmp_path):
+    from pneumo_batch.scoring import read_run_metadata
+
+    directory, _ = dicom_folder
+    names = ["adult", "ct", "implicit_vr"]
+    manifest = tmp_path / "manifest.parquet"
+    pd.DataFrame({"path": [str(directory / f"{name}.dcm") for name in names]}).to_parquet(manifest)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[header]\nmodalities = ["CR", "DX", "ct"]\nmax_age_years = false\n')
+    out = tmp_path / "out.parquet"
+    score_batch(manifest, out, model=score_fake_model, workers=0, scorer_factory=make_fake_scorer, scope_rules=rules)
+    frame = _read(out)
+    assert list(frame[columns.IN_SCOPE]) == [True, True, True]
+    assert frame[columns.prediction_column(POINTS[0])].notna().all()
+    recorded = read_run_metadata(out)["scope_rules"]["header"]
+    assert recorded["modalities"] == ["CR", "CT", "DX"] and recorded["max_age_years"] is False
+    default = tmp_path / "default.parquet"
+    score_batch(manifest, default, model=score_fake_model, workers=0, scorer_factory=make_fake_scorer)
+    assert read_run_metadata(default)["scope_rules"]["header"] == {
+        "modalities": ["CR", "DX"], "dx_for_presentation_only": True, "body_parts": ["", "CHEST"],
+        "view_positions": ["", "AP", "PA"], "max_age_years": 18.0, "max_frames": 1,
+    }
+    assert list(_read(default)[columns.SCOPE_REASON]) == ["header: adult: age 51 y", "header: modality CT", None]
+
+
+def test_the_example_rules_file_holds_the_defaults():
+    from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, load_header_rules
+
+    example = Path(__file__).resolve().parents[1] / "jobs" / "scope-rules.example.toml"
+    assert load_header_rules(example) == DEFAULT_HEADER_RULES
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('[header]\nmodality = ["CR"]\n', "unknown key 'modality'"), ("[header]\nmax_age_years = -1\n", "max_age_years"),
+     ('[header]\nbody_parts = "CHEST"\n', "body_parts must be a list"), ("[pixels]\n", "unknown table"),
+     ("[header\n", "not valid TOML")],
+)
+def test_bad_scope_rules_are_one_line_input_errors(tmp_path, text, message):
+    from pneumo_batch.errors import InputError
+    from pneumo_batch.scope.header import load_header_rules
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(text)
+    with pytest.raises(InputError, match=message) as error:
+        load_header_rules(rules)
+    assert "\n" not in str(error.value)

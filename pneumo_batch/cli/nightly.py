@@ -49,6 +49,11 @@ def nightly(
         typer.Option(metavar="FOLDER", help="Folder for the Prometheus textfile pneumo_batch.prom, e.g. node_exporter's "
                      "textfile collector (default: OUTPUT_ROOT/metrics).", show_default=False),
     ] = None,
+    scope_rules: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE.toml", help="DICOM header scope rules (default: the built-in rules; README 'DICOM').",
+                     show_default=False),
+    ] = None,
     study_date: Annotated[
         str | None,
         typer.Option(metavar="YYYYMMDD[-YYYYMMDD]", help="PACS input: the study dates to query (default: the partition date).", show_default=False),
@@ -85,7 +90,7 @@ def nightly(
         given = {
             "input": input_path, "output_root": output_root, "model": model, "workers": workers,
             "batch_size": batch_size, "root": root, "workspace": workspace, "quiet": quiet,
-            "engine": engine, "ray_address": ray_address, "metrics_dir": metrics_dir,
+            "engine": engine, "ray_address": ray_address, "metrics_dir": metrics_dir, "scope_rules": scope_rules,
             "date": parse_date(date) if date else None,
         }
         settings.update({key: value for key, value in given.items() if value is not None})

@@ -101,6 +101,15 @@ def score(
         bool,
         typer.Option("--quiet", help="No progress and no summary, except the summary line when some rows failed."),
     ] = False,
+    scope_rules: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.toml",
+            help="DICOM header scope rules (a [header] table; see README 'DICOM'); default: CR/DX chest PA/AP, "
+            "single frame, under 18 years.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score chest X-rays for pneumonia into one Parquet file, one row per input row.
 
@@ -128,7 +137,7 @@ def score(
         try:
             summary = score_batch(
                 input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
-                ray_address=ray_address, progress=reporter, pacs=pacs, overwrite=overwrite,
+                ray_address=ray_address, progress=reporter, pacs=pacs, overwrite=overwrite, scope_rules=scope_rules,
             )
         finally:
             reporter.close()

@@ -14,8 +14,13 @@ modality is out: it is required in every image IOD.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
 
+from pneumo_batch.errors import InputError
 from pneumo_batch.imaging.dicom_header import DicomHeader
 
 
@@ -64,3 +69,67 @@ def _first_failure(header: DicomHeader, rules: HeaderScopeRules) -> str | None:
     if rules.max_age_years is not None and age is not None and age >= rules.max_age_years:
         return f"adult: age {age:g} y"
     return None
+
+
+#: The fields that hold sets of upper-case codes ("" admits an absent value).
+_CODE_SETS = ("modalities", "body_parts", "view_positions")
+_KNOWN = ", ".join(field.name for field in fields(HeaderScopeRules))
+
+
+def header_rules_from_table(table: Mapping[str, Any], source: str = "scope rules") -> HeaderScopeRules:
+    """Rules from a TOML/JSON table of field values; a missing field keeps its default.
+
+    ``max_age_years = false`` turns the age rule off. Raises
+    :class:`InputError` naming the key for an unknown key or a value of the wrong kind.
+    """
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _CODE_SETS:
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise InputError(f"{source}: {key} must be a list of strings, got {value!r}")
+            changes[key] = frozenset(item.strip().upper() for item in value)
+        elif key == "dx_for_presentation_only":
+            if not isinstance(value, bool):
+                raise InputError(f"{source}: {key} must be true or false, got {value!r}")
+            changes[key] = value
+        elif key == "max_age_years":
+            if value is False:
+                changes[key] = None
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise InputError(f"{source}: {key} must be a positive number of years, or false, got {value!r}")
+            else:
+                changes[key] = float(value)
+        elif key == "max_frames":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{source}: {key} must be a whole number of frames, 1 or more, got {value!r}")
+            changes[key] = value
+        else:
+            raise InputError(f"{source}: unknown key {key!r}; known: {_KNOWN}")
+    return replace(DEFAULT_HEADER_RULES, **changes)
+
+
+def load_header_rules(path: str | Path) -> HeaderScopeRules:
+    """The ``[header]`` table of a scope rules TOML file (``score --scope-rules``, nightly ``scope_rules``)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read scope rules {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"scope rules {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(raw) - {"header"})
+    if unknown:
+        raise InputError(f"scope rules {path}: unknown table(s) {', '.join(unknown)}; known: header")
+    table = raw.get("header", {})
+    if not isinstance(table, dict):
+        raise InputError(f"scope rules {path}: header must be a table ([header])")
+    return header_rules_from_table(table, f"scope rules {path.name} [header]")
+
+
+def describe_header_rules(rules: HeaderScopeRules) -> dict[str, Any]:
+    """The rules as plain JSON values (sorted lists), as a rules file would hold them."""
+    values = asdict(rules)
+    described = {key: sorted(values[key]) if key in _CODE_SETS else values[key] for key in values}
+    if rules.max_age_years is None:
+        described["max_age_years"] = False
+    return described

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pneumo_batch.errors import InputError
 from pneumo_batch.model import ModelArtifact
+from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules, load_header_rules
 from pneumo_batch.scoring.engines import engine_for
 from pneumo_batch.scoring.types import (
     DEFAULT_BATCH_SIZE,
@@ -36,6 +37,7 @@ def score_batch(
     ray_address: str | None = None,
     pacs: PacsOptions | None = None,
     overwrite: bool = False,
+    scope_rules: HeaderScopeRules | str | Path | None = None,
 ) -> ScoreSummary:
     """Score every image of ``input_path`` (a directory or a Parquet manifest) into ``out``.
 
@@ -49,7 +51,9 @@ def score_batch(
     local instance. ``root`` confines every path. ``scorer_factory``
     replaces the model's ``.tflite`` (tests use a fake); the artifact still
     supplies thresholds and metadata. An existing ``out`` that is not a
-    predictions file is refused unless ``overwrite``.
+    predictions file is refused unless ``overwrite``. ``scope_rules``: the
+    DICOM header scope rules, or a TOML file of them (default:
+    :data:`~pneumo_batch.scope.header.DEFAULT_HEADER_RULES`).
 
     ``input_path`` may be a PACS (``dicomweb+http(s)://HOST:PORT/PATH``, a
     string) with ``pacs`` saying which study dates and how to log in; with
@@ -70,10 +74,16 @@ def score_batch(
         raise InputError("--ray-address needs --engine ray")
     if pacs is not None and chosen is not Engine.LOCAL:
         raise InputError("a PACS input runs on the local engine only")
+    if scope_rules is None:
+        header_rules = DEFAULT_HEADER_RULES
+    elif isinstance(scope_rules, HeaderScopeRules):
+        header_rules = scope_rules
+    else:
+        header_rules = load_header_rules(scope_rules)
     request = ScoreRequest(
         input_path=input_path, out=out, model=model, workers=workers, batch_size=batch_size, root=root,
         progress=progress, scorer_factory=scorer_factory, ray_address=ray_address, pacs=pacs,
-        overwrite=overwrite,
+        overwrite=overwrite, header_rules=header_rules,
     )
     summary = engine_for(chosen).score(request)
     if pacs is not None and pacs.send_results:

@@ -13,7 +13,10 @@ from pneumo_batch import predictions as columns
 from pneumo_batch.errors import InputError
 from pneumo_batch.inputs import InputSource
 from pneumo_batch.model import ModelArtifact
+from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules, describe_header_rules
 
+#: The run description's section on the scope rules in use (``header``: the DICOM header rules, as a rules file holds them).
+SCOPE_RULES_SECTION = "scope_rules"
 #: The run description's section on the pixel scope gate; ``false_flag_rate`` in it is what monitoring tests against.
 SCOPE_GATE_SECTION = "scope_gate"
 
@@ -29,6 +32,7 @@ def run_metadata(
     workers: int,
     run_extra: dict[str, Any] | None = None,
     scope_gate_applied: bool = False,
+    header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES,
 ) -> dict[bytes, bytes]:
     """The Parquet key-value metadata of a predictions file: thresholds, model, scope gate and run settings.
 
@@ -53,6 +57,7 @@ def run_metadata(
             "metadata": artifact.metadata,
         },
         SCOPE_GATE_SECTION: scope_gate_description(artifact, applied=scope_gate_applied),
+        SCOPE_RULES_SECTION: {"header": describe_header_rules(header_rules)},
         "run": {
             "input": str(source.location),
             "input_kind": source.kind,

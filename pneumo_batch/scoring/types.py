@@ -20,6 +20,7 @@ import numpy as np
 
 from pneumo_batch.errors import InputError, ModelError
 from pneumo_batch.model import ModelArtifact, Scorer
+from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules
 
 if TYPE_CHECKING:
     from pneumo_batch.inputs.pacs import PacsOptions
@@ -134,6 +135,8 @@ class ScoreRequest:
     """Study dates, credentials file and settings when ``input_path`` is a PACS URL."""
     overwrite: bool = False
     """Replace an existing ``out`` that is not a predictions file (else it is refused)."""
+    header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES
+    """Which DICOM headers are in the model's scope."""
 
 
 def default_workers() -> int:

@@ -56,6 +56,7 @@ from pneumo_batch import predictions as columns
 from pneumo_batch.errors import InputError, Interrupted, PneumoBatchError
 from pneumo_batch.inputs import PATH_COLUMN, InputSource, chunk_digest, open_input
 from pneumo_batch.model import ModelArtifact, load_model
+from pneumo_batch.scope.header import describe_header_rules
 from pneumo_batch.scoring import (
     Predictor,
     Progress,
@@ -93,12 +94,16 @@ class LocalEngine:
         model = request.model
         artifact = model if isinstance(model, ModelArtifact) else load_model(model)
         factory = request.scorer_factory or TfliteScorerFactory(*artifact.scoring_file(), artifact.output)
-        base = RowContext.for_run(source, artifact, root=root_real, run_id="", with_scope_gate=request.scorer_factory is None)
+        base = RowContext.for_run(
+            source, artifact, root=root_real, run_id="", with_scope_gate=request.scorer_factory is None,
+            header_rules=request.header_rules,
+        )
         fingerprint = {
             "work_format": WORK_FORMAT,
             "pneumo_batch": __version__,
             "input": source.identity(),
             "root": root_real,
+            "scope_rules": describe_header_rules(request.header_rules),
             "batch_size": request.batch_size,
             "model_sha256": artifact.variant_sha256(),
             "model_version": artifact.version,
@@ -113,6 +118,7 @@ class LocalEngine:
             metadata = run_metadata(
                 artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
                 batch_size=request.batch_size, workers=worker_count, scope_gate_applied=base.scope_gate is not None,
+                header_rules=request.header_rules,
             )
             try:
                 with _executor(worker_count, context) as executor:

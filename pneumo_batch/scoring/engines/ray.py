@@ -75,6 +75,7 @@ from pneumo_batch.errors import InputError, Interrupted, ModelError, PneumoBatch
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
 from pneumo_batch.reaper import reaping
+from pneumo_batch.scope.header import HeaderScopeRules
 from pneumo_batch.scoring import (
     PartWriter,
     Predictor,
@@ -122,7 +123,7 @@ class RayEngine:
         return _score(
             request.input_path, request.out, model=request.model, root=request.root, batch_size=request.batch_size,
             ray_address=request.ray_address, num_cpus=request.workers, scorer_factory=request.scorer_factory,
-            progress=request.progress,
+            progress=request.progress, header_rules=request.header_rules,
         )
 
 
@@ -140,6 +141,7 @@ def _score(
     num_cpus: int | None,
     scorer_factory: ScorerFactory | None,
     progress: ProgressCallback | None,
+    header_rules: HeaderScopeRules,
 ) -> RayScoreSummary:
     clock = time.perf_counter()
     require("ray", "ray")
@@ -153,7 +155,9 @@ def _score(
     out_path = check_out_folder(out_dir, source)
     artifact = model if isinstance(model, ModelArtifact) else load_model(model)
     run_id, started_at = uuid.uuid4().hex, now().isoformat()
-    context = RowContext.for_run(source, artifact, root=root_real, run_id=run_id, with_scope_gate=scorer_factory is None)
+    context = RowContext.for_run(
+        source, artifact, root=root_real, run_id=run_id, with_scope_gate=scorer_factory is None, header_rules=header_rules
+    )
     schema = context.schema
     if ROW_NUMBER_COLUMN in source.passthrough.names:
         raise InputError(f"manifest column {ROW_NUMBER_COLUMN!r} is reserved for the Ray engine; rename it")
@@ -170,7 +174,7 @@ def _score(
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
-                scope_gate_applied=context.scope_gate is not None,
+                scope_gate_applied=context.scope_gate is not None, header_rules=header_rules,
             )
             factory: ScorerFactory = scorer_factory or _ShippedModel(
                 ray_module.put(model_content), artifact.scoring_file()[1], artifact.output
