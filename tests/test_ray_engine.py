@@ -168,6 +168,30 @@ def test_directory_and_image_bytes_inputs_match_the_local_engine(ray_instance, e
     assert local[columns.STATUS].tolist()[-2:] == [columns.STATUS_ERROR] * 2
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_dicom_folder_matches_the_local_engine(ray_instance, xray_jpegs_dir, tiny_tflite_model, tmp_path):
+    import dicom_corpus
+
+    film = sorted((xray_jpegs_dir / "NORMAL").glob("*.jpeg"))[0]
+    folder = tmp_path / "export"
+    for name in ("implicit_vr", "jpeg_baseline", "jpeg2000_lossless_12bit_window", "monochrome1", "adult", "ct",
+                 "multi_frame", "no_pixel_data", "truncated", "jpeg_extended_12bit"):
+        dicom_corpus.build(film, folder, name)
+    (folder / "1.2.826.0.1.3680043.8.498.9").write_bytes((folder / "implicit_vr.dcm").read_bytes())
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[header]\nmodalities = ["CR", "DX", "CT"]\n')
+    local = _local(folder, tmp_path / "local.parquet", model=tiny_tflite_model, scope_rules=rules)
+    ray_rows = _ray(folder, tmp_path / "ray", model=tiny_tflite_model, scope_rules=rules)
+    _assert_same_rows(ray_rows, local)
+    assert len(ray_rows) == 11 and (ray_rows[columns.STATUS] == columns.STATUS_ERROR).sum() == 3
+    by_id = ray_rows.set_index(columns.IMAGE_ID)
+    assert by_id.loc["ct.dcm", columns.IN_SCOPE] and by_id.loc["adult.dcm", columns.SCOPE_REASON] == "header: adult: age 51 y"
+    assert by_id.loc["1.2.826.0.1.3680043.8.498.9", "modality"] == "CR"
+    ours = read_run_metadata(sorted((tmp_path / "ray").iterdir())[0])
+    assert ours["scope_rules"] == read_run_metadata(tmp_path / "local.parquet")["scope_rules"]
+
+
 @dataclasses.dataclass(frozen=True)
 class KillFirstWorker:
     """A scorer factory whose scorer kills its whole worker process the first time any of them predicts."""
