@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -59,4 +60,10 @@ def main() -> None:
         sys.exit(error.exit_code)
     except typer.Abort:  # Ctrl-C outside a command's work (while parsing)
         sys.exit(ExitCode.INTERRUPTED)
+    if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
+        # The command has stopped its work and said so; skip the interpreter's teardown, where native
+        # threads caught mid-way by the signal (Ray's) may abort the process and lose the exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code or 0)
