@@ -77,7 +77,7 @@ def thumbnail_statistics(thumbnails: list[Thumbnail]) -> np.ndarray:
     laplacian = (4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1]
                  - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:])
     squared = centred * centred
-    mirrored = (grey[:, :, ::-1].reshape(count, -1) - mean[:, None]) / np.maximum(std, 1e-6)[:, None]
+    mirrored = centred.reshape(count, THUMBNAIL, THUMBNAIL)[:, :, ::-1].reshape(count, -1)  # the same values, flipped
     symmetry = np.where(std > 1e-6, (centred * mirrored).mean(axis=1), 1.0)
     gradient_mean = gradient.reshape(count, -1).mean(axis=1)
     columns = [
