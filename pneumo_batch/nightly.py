@@ -6,7 +6,7 @@ Spark and Ray read the whole history as one dataset)::
     OUTPUT_ROOT/
       predictions/date=YYYY-MM-DD/predictions.parquet      (engine "ray": part-NNNNNNNN.parquet files)
       reports/date=YYYY-MM-DD/{summary.json, report.html, report.json, class_balance.csv}
-      workspace/            Evidently workspace, one snapshot per run
+      workspace/            Evidently workspace, one snapshot per night (a rerun replaces it)
       logs/nightly-YYYY-MM-DD.log
       metrics/pneumo_batch.prom   Prometheus textfile (or ``metrics_dir``), rewritten by every run
       .nightly.lock         held (flock) while a run is active
@@ -140,6 +140,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
             report_staging,
             model_metadata=metadata,
             workspace=options.workspace or root / "workspace",
+            night=options.date,
         )
         storage.replace_folder(report_staging, reports)
         for alert in monitoring.alerts:

@@ -1,5 +1,6 @@
 """The CLI documents itself, the README documents the CLI, and light paths stay light."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ COMMANDS = sorted(command.name for command in app.registered_commands)
 
 
 def test_every_command_is_registered():
-    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train"]
+    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train", "ui"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -24,6 +25,14 @@ def test_every_command_has_help_and_is_in_the_readme(command):
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert f"pneumo-batch {command}" in README
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, None])
+def test_help_names_every_value_in_words(command):
+    """No typer placeholders: ``{INPUT}`` in the usage line, ``<bool>`` beside a flag, ``<path>``, ``<int range>``."""
+    result = CliRunner().invoke(app, [command, "--help"] if command else ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert re.findall(r"[{}]|<[a-z][a-z |]*>", result.output) == []
 
 
 @pytest.mark.parametrize("code", list(ExitCode))

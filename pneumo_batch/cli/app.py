@@ -9,22 +9,25 @@ from typing import Annotated
 import typer
 
 from pneumo_batch import __version__
-from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train
+from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train, ui
 from pneumo_batch.cli.common import DEBUG_ENV, ExitCode, set_debug
+from pneumo_batch.cli.help import WordsCommand, WordsGroup
 
 app = typer.Typer(
     name="pneumo-batch",
+    cls=WordsGroup,
     help="Screen pediatric chest X-rays for pneumonia in nightly batches.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("train")(train.train)
-app.command("score")(score.score)
-app.command("monitor")(monitor.monitor)
-app.command("nightly")(nightly.nightly)
-app.command("export-images")(export_images.export_images)
-app.command("fit-scope")(fit_scope.fit_scope)
+app.command("train", cls=WordsCommand)(train.train)
+app.command("score", cls=WordsCommand)(score.score)
+app.command("monitor", cls=WordsCommand)(monitor.monitor)
+app.command("nightly", cls=WordsCommand)(nightly.nightly)
+app.command("export-images", cls=WordsCommand)(export_images.export_images)
+app.command("fit-scope", cls=WordsCommand)(fit_scope.fit_scope)
+app.command("ui", cls=WordsCommand)(ui.ui)
 
 
 def _version(value: bool) -> None:

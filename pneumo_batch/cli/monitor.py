@@ -17,9 +17,6 @@ from pneumo_batch.monitoring import (
     resolve_reference,
 )
 
-DEFAULT_WORKSPACE = Path("monitoring/workspace")
-
-
 def monitor(
     predictions: Annotated[
         list[Path],
@@ -40,10 +37,12 @@ def monitor(
         typer.Option("--fail-on-drift", help=f"Exit with code {int(ExitCode.ALERT)} when any alert fires."),
     ] = False,
     workspace: Annotated[
-        Path,
-        typer.Option(envvar=WORKSPACE_ENV, help="Evidently workspace that collects every run as a snapshot."),
-    ] = DEFAULT_WORKSPACE,
-    no_workspace: Annotated[bool, typer.Option("--no-workspace", help="Do not add the run to a workspace.")] = False,
+        Path | None,
+        typer.Option(envvar=WORKSPACE_ENV, metavar="DIR", show_default=False,
+                     help=f"Evidently workspace that collects every run as a snapshot (default: ${WORKSPACE_ENV}; "
+                     "neither: no workspace). A nightly output root's is OUTPUT_ROOT/workspace."),
+    ] = None,
+    no_workspace: Annotated[bool, typer.Option("--no-workspace", help=f"Do not add the run to a workspace, even with ${WORKSPACE_ENV} set.")] = False,
 ) -> None:
     """Compare predictions with the training profile: image drift, class balance, out-of-scope input, errors.
 

@@ -26,7 +26,7 @@ def nightly(
         Path | None,
         typer.Option(help="Root of predictions/, reports/, workspace/ and logs/.", show_default=False),
     ] = None,
-    date: Annotated[str | None, typer.Option(help="Partition date, YYYY-MM-DD (default: today).", show_default=False)] = None,
+    date: Annotated[str | None, typer.Option(metavar="YYYY-MM-DD", help="Partition date (default: today).", show_default=False)] = None,
     model: Annotated[Path | None, typer.Option(help="Model directory (default: the shipped model).", show_default=False)] = None,
     config: Annotated[
         Path | None,

@@ -36,7 +36,7 @@ from pneumo_batch.monitoring.report import (
 )
 from pneumo_batch.monitoring.scope import out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import SUMMARY_FORMAT_VERSION, MonitoringRules, MonitoringSummary, top_error_reasons
-from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, WORKSPACE_ENV, add_to_workspace
+from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, WORKSPACE_ENV, add_to_workspace, serve_workspace
 
 __all__ = [
     "CLASS_BALANCE_CSV",
@@ -65,6 +65,7 @@ __all__ = [
     "reference_profile_frame",
     "resolve_reference",
     "reweighted_reference",
+    "serve_workspace",
     "split_by_scope",
     "top_error_reasons",
     "validated_figures",

@@ -37,9 +37,10 @@ imported inside the functions that need it: scoring never imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,7 @@ from pneumo_batch.monitoring.summary import (
     top_reasons,
 )
 from pneumo_batch.monitoring.verdict import Findings, alert_lines, verdict_sentence
-from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, add_to_workspace
+from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, add_to_workspace, night_figures
 
 SUMMARY_FILE = "summary.json"
 REPORT_HTML = "report.html"
@@ -107,6 +108,7 @@ def build_monitoring_report(
     validated: Mapping[str, Any] | None = None,
     workspace: str | Path | None = None,
     project: str = DEFAULT_PROJECT,
+    night: date | None = None,
     rules: MonitoringRules = MonitoringRules(),
 ) -> MonitoringSummary:
     """Compare a batch of predictions with a reference; write the report files; return the verdict.
@@ -121,7 +123,9 @@ def build_monitoring_report(
     false-flag rate. ``validated`` overrides those figures:
     ``{"auc": 0.95, "operating_points": {"screening": {"sensitivity": 0.97,
     "specificity": 0.6}, ...}}``. With ``workspace`` the run is also added
-    as a snapshot to that Evidently workspace, in project ``project``.
+    as a snapshot to that Evidently workspace, in project ``project``; with
+    ``night`` (nightly runs) it is dated that night and replaces the night's
+    earlier snapshot.
     """
     out_dir = Path(out_dir)
     if isinstance(current, pd.DataFrame):
@@ -225,10 +229,6 @@ def build_monitoring_report(
     storage.write_text(out_dir / CLASS_BALANCE_CSV, pd.DataFrame([flat_share(c) for c in balance]).to_csv(index=False))
     files["class_balance"] = CLASS_BALANCE_CSV
 
-    workspace_info = None
-    if workspace is not None and snapshot is not None:
-        workspace_info = add_to_workspace(snapshot, Path(workspace), project)
-
     summary = MonitoringSummary(
         verdict=verdict_sentence(findings),
         drift_detected=drift_detected,
@@ -263,10 +263,13 @@ def build_monitoring_report(
         models=models_of(batch),
         run_ids=sorted({str(r) for r in batch.get(cols.RUN_ID, pd.Series(dtype=str)).dropna().unique()}),
         files={**files, "summary": SUMMARY_FILE},
-        workspace=workspace_info,
+        workspace=None,
         warnings=warnings,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    if workspace is not None and snapshot is not None:
+        added = add_to_workspace(snapshot, Path(workspace), project, figures=night_figures(summary), night=night)
+        summary = dataclasses.replace(summary, workspace=added)
     storage.write_json(out_dir / SUMMARY_FILE, summary.as_dict(), allow_nan=False)
     return summary
 
