@@ -12,7 +12,7 @@ In one run on the same films, each a fresh ``pneumo-batch score`` process
 with the shipped model and ``--workers`` worker processes (wall time,
 start-up included):
 
-- folder: ``score`` of the folder's files by path (a manifest of their names);
+- folder: ``score FOLDER``;
 - PACS: ``score dicomweb+http://... --study-date ...`` (QIDO-RS, then WADO-RS
   per chunk in the workers, 4 parallel retrieves each);
 - PACS + results: the same with ``--send-results`` (one SR per in-scope
@@ -35,9 +35,6 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -96,11 +93,8 @@ def main() -> None:
         common = ["--workers", str(args.workers), "--batch-size", str(args.batch_size)]
         env = dict(os.environ)
 
-        # The folder's files by path, in a manifest (works whether or not the folder walk picks up .dcm).
-        names = sorted(path.name for path in folder.iterdir())
-        pq.write_table(pa.table({"path": names}), folder / "manifest.parquet")
-        folder_s, line = score_seconds([str(folder / "manifest.parquet"), "--out", str(scratch / "folder.parquet"), *common], env)
-        print(f"  score FOLDER (files by path):      {len(films) / folder_s:7.1f} images/s  ({line})", flush=True)
+        folder_s, line = score_seconds([str(folder), "--out", str(scratch / "folder.parquet"), *common], env)
+        print(f"  score FOLDER:                      {len(films) / folder_s:7.1f} images/s  ({line})", flush=True)
 
         with OrthancServer(scratch / "orthanc") as server:
             for film in films:

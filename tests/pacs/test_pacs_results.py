@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pydicom
@@ -59,14 +58,11 @@ def test_a_nights_films_score_exactly_like_the_same_files_in_a_folder(
     folder.mkdir()
     for film in films:
         (folder / f"{film.sop_uid}.dcm").write_bytes(film.part10)
-    # The same files, read by path (a manifest, so that the rows come in SOP Instance UID order too).
-    manifest = folder / "manifest.parquet"
-    names = sorted(f"{film.sop_uid}.dcm" for film in films)
-    pq.write_table(pa.table({"image_id": [name.removesuffix(".dcm") for name in names], "path": names}), manifest)
     from_folder = tmp_path / "folder.parquet"
-    assert score_cli(str(manifest), "--out", str(from_folder)).exit_code == ExitCode.ROWS_FAILED
+    assert score_cli(str(folder), "--out", str(from_folder)).exit_code == ExitCode.ROWS_FAILED
     folder_table = pq.read_table(from_folder)
-    assert folder_table.column("image_id").to_pylist() == table.column("image_id").to_pylist()
+    position = {name.removesuffix(".dcm"): row for row, name in enumerate(folder_table.column("image_id").to_pylist())}
+    folder_table = folder_table.take([position[uid] for uid in table.column("image_id").to_pylist()])
     compared = [name for name in table.column_names if name not in RUN_COLUMNS]
     assert table.select(compared).equals(folder_table.select(compared))
 
