@@ -42,7 +42,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -93,6 +93,9 @@ from pneumo_batch.monitoring.summary import (
 from pneumo_batch.monitoring.verdict import Findings, alert_lines, verdict_sentence
 from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, add_to_workspace, night_figures
 
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+
 SUMMARY_FILE = "summary.json"
 REPORT_HTML = "report.html"
 REPORT_JSON = "report.json"
@@ -128,16 +131,7 @@ def build_monitoring_report(
     earlier snapshot.
     """
     out_dir = Path(out_dir)
-    if isinstance(current, pd.DataFrame):
-        inputs: list[str] = ["<DataFrame>"]
-        batch = current
-        check_predictions(batch, "predictions")
-        runs: list[dict[str, Any]] = []
-    else:
-        paths = [current] if isinstance(current, (str, Path)) else list(current)
-        inputs = [str(p) for p in discover_predictions(paths)]
-        batch = read_predictions(inputs)
-        runs = read_run_descriptions(inputs)
+    inputs, batch, runs = _read_batch(current)
     if model_metadata is None:
         # the predictions file carries the metadata of the model that scored it
         model_metadata = next((r["model"]["metadata"] for r in runs if isinstance((r.get("model") or {}).get("metadata"), dict)), None)
@@ -193,11 +187,7 @@ def build_monitoring_report(
             metadata=snapshot_metadata(batch, ok, errors),
         )
         statuses = drifted_by_column(snapshot)
-        with storage.atomic_path(out_dir / REPORT_HTML) as html:
-            snapshot.save_html(str(html))
-        with storage.atomic_path(out_dir / REPORT_JSON) as json_file:
-            snapshot.save_json(str(json_file))
-        files.update(html=REPORT_HTML, json=REPORT_JSON)
+        files = _save_report(snapshot, out_dir)
     else:
         warnings.append("no scored in-scope rows: no drift or class-balance figures")
 
@@ -272,6 +262,26 @@ def build_monitoring_report(
         summary = dataclasses.replace(summary, workspace=added)
     storage.write_json(out_dir / SUMMARY_FILE, summary.as_dict(), allow_nan=False)
     return summary
+
+
+def _read_batch(
+    current: pd.DataFrame | str | Path | Sequence[str | Path],
+) -> tuple[list[str], pd.DataFrame, list[dict[str, Any]]]:
+    """The inputs' names, their rows, and the run descriptions the files carry."""
+    if isinstance(current, pd.DataFrame):
+        check_predictions(current, "predictions")
+        return ["<DataFrame>"], current, []
+    paths = [current] if isinstance(current, (str, Path)) else list(current)
+    inputs = [str(p) for p in discover_predictions(paths)]
+    return inputs, read_predictions(inputs), read_run_descriptions(inputs)
+
+
+def _save_report(snapshot: Snapshot, out_dir: Path) -> dict[str, str]:
+    with storage.atomic_path(out_dir / REPORT_HTML) as html:
+        snapshot.save_html(str(html))
+    with storage.atomic_path(out_dir / REPORT_JSON) as json_file:
+        snapshot.save_json(str(json_file))
+    return {"html": REPORT_HTML, "json": REPORT_JSON}
 
 
 def _drift_reference(

@@ -48,6 +48,8 @@ def verdict_sentence(findings: Findings) -> str:
     films = f"{findings.n_in_scope} film{'s' if findings.n_in_scope != 1 else ''}"
     flagged = f"{findings.n_flagged} flagged for urgent review"
     tail = _errors(findings.n_errors)
+    if findings.scope.n_out_of_scope and not findings.scope.alert:
+        tail = f", {findings.scope.n_out_of_scope} more set aside as out of scope{tail}"
     if not findings.enough_rows and not findings.scope.alert:
         return f"Too few films for a verdict: {films}, {flagged}{tail}."
     parts = []
