@@ -5,7 +5,7 @@ Spark and Ray read the whole history as one dataset)::
 
     OUTPUT_ROOT/
       predictions/date=YYYY-MM-DD/predictions.parquet      (engine "ray": part-NNNNNNNN.parquet files)
-      reports/date=YYYY-MM-DD/{summary.json, report.html, report.json, class_balance.csv}
+      reports/date=YYYY-MM-DD/{index.html (the verdict), summary.json, report.html, report.json, class_balance.csv}
       workspace/            Evidently workspace, one snapshot per night (a rerun replaces it)
       logs/nightly-YYYY-MM-DD.log
       metrics/pneumo_batch.prom   Prometheus textfile (or ``metrics_dir``), rewritten by every run
@@ -37,7 +37,13 @@ from pneumo_batch.inputs.pacs import PacsOptions, pacs_options
 from pneumo_batch.locking import exclusive_run
 from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.pacs.location import is_pacs_url
-from pneumo_batch.monitoring import MonitoringSummary, build_monitoring_report, resolve_reference
+from pneumo_batch.monitoring import (
+    MonitoringSummary,
+    build_monitoring_report,
+    read_predictions,
+    resolve_reference,
+    write_verdict_page,
+)
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
 
 logger = logging.getLogger(__name__)
@@ -134,14 +140,16 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
 
         reports = partition(root, "reports", options.date)
         report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
+        scored = predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE
         monitoring = build_monitoring_report(
-            [predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE],
+            [scored],
             reference,
             report_staging,
             model_metadata=metadata,
             workspace=options.workspace or root / "workspace",
             night=options.date,
         )
+        write_verdict_page(report_staging, monitoring.as_dict(), read_predictions([str(scored)]))
         storage.replace_folder(report_staging, reports)
         for alert in monitoring.alerts:
             logger.warning("alert: %s", alert)

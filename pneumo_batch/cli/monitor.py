@@ -10,12 +10,16 @@ import typer
 from pneumo_batch.cli.common import ExitCode, check_report_folder, domain_errors
 from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE
 from pneumo_batch.monitoring import (
+    INDEX_HTML,
     SUMMARY_FILE,
     WORKSPACE_ENV,
     build_monitoring_report,
     discover_predictions,
+    read_predictions,
     resolve_reference,
+    write_verdict_page,
 )
+
 
 def monitor(
     predictions: Annotated[
@@ -64,6 +68,7 @@ def monitor(
             model_metadata=metadata,
             workspace=None if no_workspace else workspace,
         )
+        write_verdict_page(out, summary.as_dict(), read_predictions([str(p) for p in predictions]))
     counts = f"{summary.n_in_scope} in scope, {summary.n_out_of_scope} out of scope, {summary.n_errors} errors"
     if summary.alert:
         typer.echo(f"ALERT ({counts}): " + "; ".join(summary.alerts))
@@ -71,6 +76,6 @@ def monitor(
         verdict = "too few rows for a verdict" if summary.batch_size_rule["applied"] == "too_few_rows" else "no alert"
         typer.echo(f"OK ({counts}): {verdict}")
     typer.echo(summary.verdict)
-    typer.echo(f"Wrote {out / SUMMARY_FILE}")
+    typer.echo(f"Wrote {out / SUMMARY_FILE} and {out / INDEX_HTML} (the verdict page)")
     if fail_on_drift and summary.alert:
         raise typer.Exit(ExitCode.ALERT)

@@ -36,10 +36,12 @@ from pneumo_batch.monitoring.report import (
 )
 from pneumo_batch.monitoring.scope import out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import SUMMARY_FORMAT_VERSION, MonitoringRules, MonitoringSummary, top_error_reasons
+from pneumo_batch.monitoring.verdict_page import INDEX_HTML, write_verdict_page
 from pneumo_batch.monitoring.workspace import DEFAULT_PROJECT, WORKSPACE_ENV, add_to_workspace, serve_workspace
 
 __all__ = [
     "CLASS_BALANCE_CSV",
+    "INDEX_HTML",
     "DEFAULT_PROJECT",
     "REFERENCE_RUN_ID",
     "REPORT_HTML",
@@ -69,6 +71,7 @@ __all__ = [
     "split_by_scope",
     "top_error_reasons",
     "validated_figures",
+    "write_verdict_page",
     "write_predictions_parquet",
     "write_reference_profile",
 ]
