@@ -21,7 +21,9 @@ RLE), Pillow (JPEG baseline 8-bit, JPEG 2000), pyjpegls (JPEG-LS), GDCM
 decoded at reduced resolution, keeping at least :data:`MIN_DECODED_SIDE`
 pixels on the short side (JPEG 2000: :data:`J2K_MIN_DECODED_SIDE`): JPEG 8-bit through Pillow's DCT scaling
 (``Image.draft``) and JPEG 2000 through Pillow's resolution levels
-(``reduce``; pylibjpeg-openjpeg has no such option). JPEG Extended 12-bit
+(``reduce``; pylibjpeg-openjpeg has no such option). Everything else is
+decoded in full and box-reduced (``Image.reduce``) to at least
+:data:`J2K_MIN_DECODED_SIDE` px after the display LUTs. JPEG Extended 12-bit
 has no permissive decoder pydicom trusts (GDCM wraps undershooting samples
 around), so it is an "unsupported transfer syntax" error.
 
@@ -81,7 +83,8 @@ class DicomDecoded:
     rows: int
     columns: int
     decoder: str
-    """``pillow-draft`` (JPEG DCT scaling), ``pillow-reduce`` (JPEG 2000 levels) or ``pydicom`` (full resolution)."""
+    """``pillow-draft`` (JPEG DCT scaling), ``pillow-reduce`` (JPEG 2000 levels), ``pydicom-box`` (full
+    decode, then a box reduction to at least :data:`J2K_MIN_DECODED_SIDE` px) or ``pydicom`` (full resolution)."""
 
 
 def looks_like_dicom(source: str | Path | bytes) -> bool:
@@ -151,6 +154,11 @@ def _decode_pixels(ds: Any, header: DicomHeader) -> DicomDecoded:
     syntax = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     stored, decoder = _decode_first_frame(ds, syntax, rows, columns, header.number_of_frames)
     image = Image.fromarray(to_display(stored, ds))
+    factor = min(image.size) // J2K_MIN_DECODED_SIDE
+    if decoder == "pydicom" and factor >= 2:
+        # A box reduction is cheap; the anti-aliased resizes to 28 px (model)
+        # and 64 px (scope gate) then work on 1/factor^2 of the pixels.
+        image, decoder = image.reduce(factor), "pydicom-box"
     return DicomDecoded(image=image, header=header, rows=rows, columns=columns, decoder=decoder)
 
 
@@ -164,7 +172,10 @@ def to_display(stored: np.ndarray, ds: Any) -> np.ndarray:
         low, high = int(stored.min()), int(stored.max())
         values: np.ndarray = np.arange(low, high + 1, dtype=np.int64).astype(stored.dtype)
         table = _display_table(values, ds, apply_modality_lut, apply_voi_lut)
-        display = table[stored.astype(np.int64) - low]
+        if stored.dtype.kind == "u":  # index by the stored values themselves: no 64-bit copy of the frame
+            display = np.concatenate([np.zeros(low, dtype=np.uint8), table])[stored]
+        else:
+            display = table[stored.astype(np.int64) - low]
     else:
         display = _display_table(stored.astype(np.float64), ds, apply_modality_lut, apply_voi_lut)
     return 255 - display if _inverted(ds) else display
