@@ -36,6 +36,7 @@ def cron_run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # three nightly runs as cron would start them: make test-all (and CI) runs it
 def test_a_quiet_night_prints_nothing_and_an_alerting_night_one_line(pneumoniamnist, shipped_default_model, tmp_path):
     # in distribution: validation images, at the training data's pneumonia share (74 %)
     val = export_split(pneumoniamnist, "val", tmp_path / "val", limit=150)

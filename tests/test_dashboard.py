@@ -36,6 +36,7 @@ def runs_in(workspace: Path) -> list[dict]:
     return [store.get_run(project.id, run).metadata for run in store.list_runs(project.id)]
 
 
+@pytest.mark.slow  # two monitored nights: make test-all (and CI) runs it
 def test_a_rerun_of_a_night_replaces_its_snapshot(pneumoniamnist, shipped_default_model, tmp_path):
     images = export_split(pneumoniamnist, "val", tmp_path / "in", limit=20)
     for day in ("2026-11-01", "2026-11-01", "2026-11-02"):

@@ -32,6 +32,7 @@ def _run(*arguments: str) -> subprocess.CompletedProcess[str]:
                           timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.slow  # score and monitor as subprocesses: make test-all (and CI) runs it
 def test_no_identifier_reaches_predictions_reports_workspace_logs_or_errors(xray_jpegs_dir, shipped_default_model, tmp_path):
     films = sorted((xray_jpegs_dir / "PNEUMONIA").glob("*.jpeg"))[:2]
     folder = tmp_path / "export"

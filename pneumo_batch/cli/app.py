@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.util
 import os
 import sys
 from typing import Annotated
@@ -66,6 +67,9 @@ def main() -> None:
     if code in (ExitCode.INTERRUPTED, ExitCode.TERMINATED):
         # The command has stopped its work and said so; skip the interpreter's teardown, where native
         # threads caught mid-way by the signal (Ray's) may abort the process and lose the exit code.
+        # Multiprocessing's own exit hook still runs: it releases the worker pool's semaphores, which the
+        # resource tracker (a child process) would otherwise report on stderr after our one line.
+        multiprocessing.util._exit_function()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
