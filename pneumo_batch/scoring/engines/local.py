@@ -322,7 +322,15 @@ def _warm_up_workers() -> None:
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        # The fork server imports _WORKER_PRELOAD before it ignores SIGINT itself, so a Ctrl-C to the process
+        # group in that second printed its KeyboardInterrupt traceback. An ignored SIGINT is inherited across
+        # exec (a blocked one is not: the spawn resets the mask), and Python then keeps ignoring it; this
+        # process ignores it only for the few milliseconds of the fork and exec.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 _worker_context: _ChunkContext | None = None
