@@ -100,8 +100,6 @@ def test_monitor_reads_only_the_complete_predictions_of_a_folder_a_run_is_writin
     assert monitored_file.returncode == 2 and "predictions not found" in monitored_file.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.ray
 # Known defect (open, issue 12): on an idle machine a SIGTERM can reach Ray's core worker while it shuts
 # down, and Ray's native code then ends the process with exit 1 ("The core worker has already been
 # shutdown") instead of our 143 and one line. No process is left either way; the rerun completes.
@@ -109,6 +107,8 @@ _RAY_SIGTERM_RACE = pytest.mark.xfail(reason="Ray's core worker may exit 1 on SI
                                       strict=False)
 
 
+@pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("stop", [signal.SIGKILL, pytest.param(signal.SIGTERM, marks=_RAY_SIGTERM_RACE)],
                          ids=["SIGKILL", "SIGTERM"])
 def test_a_local_ray_instance_goes_with_its_run(xray_jpegs_dir, shipped_default_model, tmp_path, stop):
