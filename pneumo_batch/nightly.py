@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import tomllib
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +44,7 @@ from pneumo_batch.monitoring import (
     write_verdict_page,
 )
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
+from pneumo_batch.toml_files import read_toml
 
 logger = logging.getLogger(__name__)
 
@@ -296,12 +296,7 @@ _TOML_NAMES: dict[type, str] = {
 
 def load_config(path: Path) -> dict[str, Any]:
     """Read a TOML config whose keys mirror the options; relative paths are relative to the file."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise InputError(f"cannot read config {path}: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"config {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "config")
     config = {key.replace("-", "_"): value for key, value in raw.items()}
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:

@@ -14,7 +14,6 @@ modality is out: it is required in every image IOD.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from pneumo_batch.errors import InputError
 from pneumo_batch.imaging.dicom_header import DicomHeader
+from pneumo_batch.toml_files import read_toml
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,7 @@ def header_rules_from_table(table: Mapping[str, Any], source: str = "scope rules
 def load_header_rules(path: str | Path) -> HeaderScopeRules:
     """The ``[header]`` table of a scope rules TOML file (``score --scope-rules``, nightly ``scope_rules``)."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise InputError(f"cannot read scope rules {path}: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise InputError(f"scope rules {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "scope rules")
     unknown = sorted(set(raw) - {"header"})
     if unknown:
         raise InputError(f"scope rules {path}: unknown table(s) {', '.join(unknown)}; known: header")
