@@ -14,7 +14,8 @@ Spark and Ray read the whole history as one dataset)::
 A run builds the new partition under a dot-prefixed staging folder (which
 dataset readers skip) and swaps it in only when complete, so rerunning a
 date replaces it and never doubles rows. A killed run resumes its scoring
-from the staging folder when the same date runs again.
+from the staging folder when the same date runs again; from a PACS, a rerun
+takes the published partition's rows and fetches only the films it lacks.
 """
 
 from __future__ import annotations
@@ -132,9 +133,10 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         predictions = partition(root, "predictions", options.date)
         staging = predictions.with_name(f".staging-{predictions.name}")
         logger.info("scoring with model %s %s on the %s engine", artifact.name, artifact.version, options.engine.value)
-        scoring = _score(options, artifact, staging, scorer_factory)
+        scoring = _score(options, artifact, staging, predictions, scorer_factory)
         logger.info(
-            "scored %d rows (%d errors, %d resumed) in %.1f s", scoring.rows, scoring.errors, scoring.rows_resumed, scoring.seconds
+            "scored %d rows (%d errors, %d resumed, %d of them already in the partition) in %.1f s",
+            scoring.rows, scoring.errors, scoring.rows_resumed, scoring.rows_reused, scoring.seconds,
         )
         storage.replace_folder(staging, predictions)
 
@@ -222,13 +224,19 @@ def _part(value: Any, key: str) -> float | None:
     return None if found is None else float(found)
 
 
-def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scorer_factory: ScorerFactory | None) -> ScoreSummary:
-    """Score into ``staging``: a resumable ``predictions.parquet`` (local engine) or a folder of parts (Ray)."""
+def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, published: Path,
+           scorer_factory: ScorerFactory | None) -> ScoreSummary:
+    """Score into ``staging``: a resumable ``predictions.parquet`` (local engine) or a folder of parts (Ray).
+
+    From a PACS, the night's ``published`` partition (an earlier run's) lends
+    its rows, so a rerun fetches only the films that arrived since.
+    """
 
     def progress(done: Progress) -> None:
         logger.debug("scored %d/%d rows", done.rows_done, done.rows_total)
 
     out = staging if options.engine is Engine.RAY else staging / PREDICTIONS_FILE
+    earlier = published if options.engine is Engine.RAY else published / PREDICTIONS_FILE
     if options.engine is Engine.RAY:
         shutil.rmtree(staging, ignore_errors=True)  # a Ray run does not resume: start from an empty folder
     return score_batch(
@@ -244,6 +252,7 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, scor
         progress=progress,
         pacs=options.pacs,
         scope_rules=options.scope_rules,
+        reuse_from=earlier if options.pacs is not None and earlier.exists() else None,
     )
 
 

@@ -95,7 +95,7 @@ def score(
     ] = None,
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="Replace an existing OUT that is not a predictions file (refused otherwise)."),
+        typer.Option("--overwrite", help="Replace an existing OUT that is not a predictions file (refused otherwise); from a PACS, score every film again."),
     ] = False,
     quiet: Annotated[
         bool,
@@ -116,7 +116,9 @@ def score(
     Bad images become 'error' rows with a reason; the exit code is 3 when
     any row is an error, 0 when all scored. If a run is killed, run the
     same command again: it resumes from OUT.partial/ without redoing
-    finished chunks.
+    finished chunks. From a PACS, a rerun fetches only the films OUT lacks
+    (or whose rows are errors) when OUT was scored by the same model and
+    settings; --overwrite scores them all again.
 
     With --engine ray, Ray Data decodes and scores (same rows and scores) and
     OUT is a folder of part files; an interrupted Ray run starts over.
@@ -148,7 +150,9 @@ def score(
 
 
 def _summary_line(summary: ScoreSummary) -> str:
-    resumed = f", {summary.rows_resumed:,} resumed from an earlier run" if summary.rows_resumed else ""
+    interrupted = summary.rows_resumed - summary.rows_reused
+    resumed = f", {interrupted:,} resumed from an earlier run" if interrupted else ""
+    resumed += f", {summary.rows_reused:,} already in OUT (not fetched again)" if summary.rows_reused else ""
     if summary.reports_sent is not None:
         resumed += f", {summary.reports_sent:,} reports sent to the PACS"
         resumed += f" ({summary.reports_present:,} already there)" if summary.reports_present else ""

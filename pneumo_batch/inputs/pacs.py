@@ -39,6 +39,8 @@ from pneumo_batch.pacs import (
 from pneumo_batch.pacs.source import FILM_MODALITIES
 
 RESUME_HINT = "finished chunks are kept; run the same command again to resume"
+#: The Ray engine writes nothing before the end, so a stopped run has nothing to resume from.
+RESTART_HINT = "nothing was written; run the same command again once the PACS is back"
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class PacsFetcher:
     """Fetches a chunk's images in the worker that scores it; picklable (credentials travel in memory only)."""
 
     source: PacsSource
+    resume_hint: str = RESUME_HINT
+    """What the error says a stopped run leaves (the local engine keeps its finished chunks)."""
 
     def __call__(self, table: pa.Table) -> Iterator[bytes | ImageError]:
         """Each row's Part-10 bytes, in order, or an :class:`ImageError` with the reason ("instance gone from PACS").
@@ -123,7 +127,7 @@ class PacsFetcher:
             for result in self.source.retrieve_all(refs):
                 yield ImageError(result.error) if result.part10 is None else result.part10
         except PacsUnavailableError as error:
-            raise PacsUnavailableError(f"{error}; {RESUME_HINT}") from None
+            raise PacsUnavailableError(f"{error}; {self.resume_hint}") from None
 
 
 #: Keys of a ``[pacs]`` config section besides ``url``, ``study_date``, ``auth_file``, ``modalities`` and ``send_results``.

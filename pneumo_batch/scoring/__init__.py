@@ -33,6 +33,7 @@ from pneumo_batch.scoring.types import (
 )
 from pneumo_batch.scoring.rows import RowContext, score_rows
 from pneumo_batch.scoring.metadata import read_run_metadata, run_metadata
+from pneumo_batch.scoring.reuse import ReusedRows, describe_scorer, row_identity
 from pneumo_batch.scoring.workdir import work_dir_for
 from pneumo_batch.scoring.writer import PartWriter, check_out_file, check_out_folder, read_predictions_folder
 from pneumo_batch.scoring.api import score_batch
@@ -46,6 +47,7 @@ __all__ = [
     "Predictor",
     "Progress",
     "ProgressCallback",
+    "ReusedRows",
     "RowContext",
     "ScoreRequest",
     "ScoreSummary",
@@ -56,9 +58,11 @@ __all__ = [
     "check_out_folder",
     "check_root",
     "default_workers",
+    "describe_scorer",
     "now",
     "read_predictions_folder",
     "read_run_metadata",
+    "row_identity",
     "run_metadata",
     "score_batch",
     "score_rows",

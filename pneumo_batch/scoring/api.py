@@ -38,6 +38,7 @@ def score_batch(
     pacs: PacsOptions | None = None,
     overwrite: bool = False,
     scope_rules: HeaderScopeRules | str | Path | None = None,
+    reuse_from: str | Path | None = None,
 ) -> ScoreSummary:
     """Score every image of ``input_path`` (a directory or a Parquet manifest) into ``out``.
 
@@ -61,7 +62,12 @@ def score_batch(
     PACS (:attr:`ScoreSummary.reports_sent`). PACS errors:
     :class:`~pneumo_batch.errors.PacsUnavailableError` (at the start nothing
     is written; mid-run the finished chunks are kept and a rerun resumes),
-    :class:`~pneumo_batch.errors.PacsAuthError`.
+    :class:`~pneumo_batch.errors.PacsAuthError`. A rerun fetches and scores
+    only the instances ``out`` (or ``reuse_from``: the nightly job's
+    published partition) lacks and merges in the ``ok`` rows it holds, if
+    they were scored the same way (pneumo-batch version, model, thresholds,
+    scope rules; see :mod:`pneumo_batch.scoring.reuse`); ``overwrite``
+    scores everything again.
 
     Raises :class:`InputError` for an unusable input or option,
     :class:`~pneumo_batch.errors.ModelError` for an unusable model,
@@ -72,8 +78,6 @@ def score_batch(
     chosen = Engine.parse(engine)
     if ray_address is not None and chosen is not Engine.RAY:
         raise InputError("--ray-address needs --engine ray")
-    if pacs is not None and chosen is not Engine.LOCAL:
-        raise InputError("a PACS input runs on the local engine only")
     if scope_rules is None:
         header_rules = DEFAULT_HEADER_RULES
     elif isinstance(scope_rules, HeaderScopeRules):
@@ -83,7 +87,7 @@ def score_batch(
     request = ScoreRequest(
         input_path=input_path, out=out, model=model, workers=workers, batch_size=batch_size, root=root,
         progress=progress, scorer_factory=scorer_factory, ray_address=ray_address, pacs=pacs,
-        overwrite=overwrite, header_rules=header_rules,
+        overwrite=overwrite, header_rules=header_rules, reuse_from=None if reuse_from is None else Path(reuse_from),
     )
     summary = engine_for(chosen).score(request)
     if pacs is not None and pacs.send_results:

@@ -19,6 +19,8 @@ from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules, de
 SCOPE_RULES_SECTION = "scope_rules"
 #: The run description's section on the pixel scope gate; ``false_flag_rate`` in it is what monitoring tests against.
 SCOPE_GATE_SECTION = "scope_gate"
+#: The run description's entry saying how its rows were scored (:func:`pneumo_batch.scoring.reuse.row_identity`).
+ROW_IDENTITY_KEY = "row_identity"
 
 
 def run_metadata(
@@ -33,6 +35,7 @@ def run_metadata(
     run_extra: dict[str, Any] | None = None,
     scope_gate_applied: bool = False,
     header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES,
+    row_identity: dict[str, Any] | None = None,
 ) -> dict[bytes, bytes]:
     """The Parquet key-value metadata of a predictions file: thresholds, model, scope gate and run settings.
 
@@ -40,6 +43,7 @@ def run_metadata(
     itself there). ``scope_gate_applied``: whether the rows were judged by
     the model's pixel scope gate (not when the caller replaced the model's
     scorer: a fake gives no features), see :func:`scope_gate_description`.
+    ``row_identity``: how the rows were scored, so a rerun knows which it may reuse.
     """
     points = artifact.operating_points
     description = {
@@ -67,6 +71,7 @@ def run_metadata(
             "workers": workers,
             **(run_extra or {}),
         },
+        ROW_IDENTITY_KEY: row_identity,
     }
     return {columns.PARQUET_METADATA_KEY: json.dumps(description, default=str).encode()}
 
@@ -95,7 +100,10 @@ def scope_gate_description(artifact: ModelArtifact, *, applied: bool = True) -> 
 
 
 def read_run_metadata(path: str | Path) -> dict[str, Any]:
-    """The run description a predictions file carries under :data:`~pneumo_batch.predictions.PARQUET_METADATA_KEY`."""
+    """The run description a predictions file (or a Ray engine's folder) carries under
+    :data:`~pneumo_batch.predictions.PARQUET_METADATA_KEY`."""
+    if Path(path).is_dir():  # every part of a Ray folder carries the same
+        path = min(Path(path).glob("part-*.parquet"), default=Path(path) / "part-00000000.parquet")
     metadata = pq.read_schema(path).metadata or {}
     if columns.PARQUET_METADATA_KEY not in metadata:
         raise InputError(f"{path}: not a pneumo-batch predictions file (no {columns.PARQUET_METADATA_KEY.decode()} metadata)")

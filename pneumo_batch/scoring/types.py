@@ -87,7 +87,7 @@ class Progress:
     errors: int
     seconds: float
     rows_resumed: int
-    """Rows taken from an earlier, interrupted run rather than scored now."""
+    """Rows taken from an earlier run (interrupted, or from a PACS already in the output) rather than scored now."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,9 @@ class ScoreSummary:
     errors: int
     seconds: float
     rows_resumed: int
+    """Rows taken from an earlier run rather than scored now (an interrupted run's parts, and ``rows_reused``)."""
+    rows_reused: int = field(default=0, kw_only=True)
+    """PACS input: rows of instances the earlier output already held, neither fetched nor scored again."""
     reports_sent: int | None = field(default=None, kw_only=True)
     """DICOM SRs this run stored in the PACS (``--send-results``), else None (keyword-only, so engines may extend the class)."""
     reports_present: int | None = field(default=None, kw_only=True)
@@ -137,6 +140,8 @@ class ScoreRequest:
     """Replace an existing ``out`` that is not a predictions file (else it is refused)."""
     header_rules: HeaderScopeRules = DEFAULT_HEADER_RULES
     """Which DICOM headers are in the model's scope."""
+    reuse_from: Path | None = None
+    """PACS input: the earlier output whose rows a rerun takes instead of fetching them (default ``out``)."""
 
 
 def default_workers() -> int:

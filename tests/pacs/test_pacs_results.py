@@ -124,6 +124,17 @@ def test_send_results_files_one_report_per_in_scope_film_and_a_rerun_adds_none(
     assert orthanc.instance_count() == before
     assert len(stored_reports(orthanc)) == len(expected)
 
+    same = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--out", str(out), "--send-results")
+    assert same.exit_code == ExitCode.ROWS_FAILED, same.output  # the film without pixels is fetched and fails again
+    line = same.stderr.splitlines()[-1]
+    assert f", {len(table) - 1} already in OUT (not fetched again), 0 reports sent to the PACS ({len(expected)} already there)" in line
+    rerun = pq.read_table(out)
+    ok = pc.equal(table.column("status"), "ok")
+    assert rerun.filter(ok).equals(table.filter(ok))  # the very rows, run ids included
+    kept = [name for name in table.column_names if name not in ("run_id", "scored_at")]
+    assert rerun.select(kept).equals(table.select(kept))
+    assert orthanc.instance_count() == before
+
     lost = orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)[0]  # a report the PACS lost is sent again
     orthanc.delete_instance(lost)
     options = PacsOptions(parse_study_date(E2E_NIGHT))

@@ -6,6 +6,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from orthanc import OrthancServer, free_loopback_port
@@ -79,8 +80,6 @@ def test_a_pacs_input_needs_a_study_date_and_a_folder_takes_none(orthanc: Orthan
     assert needs.exit_code == ExitCode.USAGE and "needs --study-date" in needs.stderr
     refused = score_cli(str(tmp_path), "--study-date", E2E_NIGHT, "--out", str(tmp_path / "p.parquet"))
     assert refused.exit_code == ExitCode.USAGE and "dicomweb" in refused.stderr
-    on_ray = score_cli(orthanc.dicomweb_url, "--study-date", E2E_NIGHT, "--engine", "ray", "--out", str(tmp_path / "r"))
-    assert on_ray.exit_code == ExitCode.USAGE and "local engine only" in on_ray.stderr
 
 
 @pytest.mark.slow  # monitoring (Evidently) on top of scoring: about 15 s
@@ -104,6 +103,15 @@ def test_nightly_reads_the_pacs_section_with_an_owner_only_credentials_file(
     assert orthanc.password not in log and PATIENT_ID not in log
     assert " reports sent to the PACS" in log  # none, if another test filed them first: the same UIDs
     in_scope = sum(kind == "child" for kind in (film.kind for film in night))
+    assert len(orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)) == in_scope
+
+    again = CliRunner().invoke(app, ["nightly", "--config", str(config), "--date", date])  # the same night, rerun
+    assert again.exit_code == result.exit_code, again.output
+    rerun = pq.read_table(tmp_path / "out" / "predictions" / f"date={date}" / "predictions.parquet")
+    ok = pc.equal(table.column("status"), "ok")
+    assert rerun.filter(ok).equals(table.filter(ok))  # taken from the published partition, not fetched again
+    log = (tmp_path / "out" / "logs" / f"nightly-{date}.log").read_text()
+    assert f"{len(table.filter(ok))} of them already in the partition" in log
     assert len(orthanc.find_instances(Modality="SR", StudyDate=E2E_NIGHT)) == in_scope
 
 

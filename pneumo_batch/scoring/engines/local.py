@@ -33,7 +33,6 @@ lock; the rerun resumes from the parts.
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -61,6 +60,7 @@ from pneumo_batch.scoring import (
     Predictor,
     Progress,
     ProgressCallback,
+    ReusedRows,
     RowContext,
     ScoreRequest,
     ScorerFactory,
@@ -70,6 +70,8 @@ from pneumo_batch.scoring import (
     check_out_file,
     check_root,
     default_workers,
+    describe_scorer,
+    row_identity,
     run_metadata,
     score_rows,
 )
@@ -108,9 +110,12 @@ class LocalEngine:
             "model_sha256": artifact.variant_sha256(),
             "model_version": artifact.version,
             "operating_points": dict(base.operating_points),
-            "scorer": _describe(factory),
+            "scorer": describe_scorer(factory),
             "scope_gate": (artifact.scope_gate_entry or {}).get("sha256") if base.scope_gate is not None else None,
         }
+        identity = row_identity(artifact, base, request.scorer_factory, request.header_rules)
+        reused = ReusedRows.none(base.schema) if request.overwrite else ReusedRows.from_output(
+            request.reuse_from or out_path, source, identity, base.schema)
         with WorkDir.open(out_path, fingerprint) as work:
             context = _ChunkContext(
                 **{**vars(base), "run_id": work.run_id}, parts_dir=str(work.parts), scorer_factory=factory
@@ -118,24 +123,25 @@ class LocalEngine:
             metadata = run_metadata(
                 artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
                 batch_size=request.batch_size, workers=worker_count, scope_gate_applied=base.scope_gate is not None,
-                header_rules=request.header_rules,
+                header_rules=request.header_rules, row_identity=identity,
             )
             try:
                 with _executor(worker_count, context) as executor:
                     rows, errors, resumed = _run(
-                        source, request.batch_size, work, executor, context.schema.with_metadata(metadata),
+                        reused.remaining(source), request.batch_size, work, executor,
+                        context.schema.with_metadata(metadata), reused,
                         window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
                     )
             except Interrupted as stop:
                 # The executor has ended its workers; what they finished is on disk.
-                stop.rows_done, stop.rows_total = work.rows_in_parts(), source.num_rows
+                stop.rows_done, stop.rows_total = work.rows_in_parts() + reused.count, source.num_rows
                 raise
             os.replace(work.final, out_path)
             storage.sync_folder(out_path.parent)
             work.remove()
         return ScoreSummary(
             out=out_path, run_id=work.run_id, rows=rows, errors=errors,
-            seconds=time.perf_counter() - clock, rows_resumed=resumed,
+            seconds=time.perf_counter() - clock, rows_resumed=resumed, rows_reused=reused.count,
         )
 
 
@@ -148,29 +154,35 @@ def _run(
     work: WorkDir,
     executor: _Executor,
     schema: pa.Schema,
+    reused: ReusedRows,
     *,
     window: int,
     progress: ProgressCallback | None,
     clock: float,
 ) -> tuple[int, int, int]:
-    """Score or take every chunk, write them in order; return (rows, errors, rows resumed)."""
+    """Score or take every chunk, write them in order (``reused`` rows merged in); return (rows, errors, rows resumed)."""
     rows = errors = resumed = 0
+    total = source.num_rows + reused.count
     pending: deque[_Pending] = deque()
     done_parts = work.existing_parts()
 
-    def emit(writer: OutputWriter) -> None:
+    def write(writer: OutputWriter, table: pa.Table, taken: int) -> None:
         nonlocal rows, errors, resumed
-        item = pending.popleft()
-        table = item.table(executor)
         writer.write(table)
         rows += table.num_rows
         errors += pc.sum(pc.equal(table.column(columns.STATUS), columns.STATUS_ERROR)).as_py() or 0
-        resumed += table.num_rows if item.resumed else 0
+        resumed += taken
         if progress is not None:
-            progress(Progress(rows, source.num_rows, errors, time.perf_counter() - clock, resumed))
+            progress(Progress(rows, total, errors, time.perf_counter() - clock, resumed))
+
+    def emit(writer: OutputWriter) -> None:
+        item = pending.popleft()
+        table = item.table(executor)
+        merged = reused.merge(table)
+        write(writer, merged, merged.num_rows - (0 if item.resumed else table.num_rows))
 
     if progress is not None:
-        progress(Progress(0, source.num_rows, 0, time.perf_counter() - clock, 0))
+        progress(Progress(0, total, 0, time.perf_counter() - clock, 0))
     with OutputWriter(work.final, schema) as writer:
         for index, chunk in enumerate(source.chunks(batch_size)):
             digest = chunk_digest(chunk.column(PATH_COLUMN).to_pylist()) if source.kind != "manifest" else None
@@ -181,6 +193,9 @@ def _run(
                 emit(writer)
         while pending:
             emit(writer)
+        rest = reused.rest()
+        if rest.num_rows:
+            write(writer, rest, rest.num_rows)
     return rows, errors, resumed
 
 
@@ -371,12 +386,3 @@ def _score_and_write(context: _ChunkContext, scorer: Predictor, task: _ChunkTask
     table = score_rows(context, scorer, task.rows, task.start)
     storage.write_arrow(Path(context.parts_dir) / task.name, table)
     return table.num_rows
-
-
-def _describe(factory: ScorerFactory) -> str:
-    if isinstance(factory, TfliteScorerFactory):
-        return f"tflite:{factory.sha256}:{factory.output}"
-    if isinstance(factory, functools.partial):
-        factory = factory.func
-    named = factory if hasattr(factory, "__qualname__") else type(factory)
-    return f"{named.__module__}.{named.__qualname__}"

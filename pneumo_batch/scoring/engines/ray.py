@@ -10,7 +10,10 @@ cluster, each loading the LiteRT model once, then decoding and scoring
 whole blocks with :func:`~pneumo_batch.scoring.score_rows`, the very function
 the local engine runs in its worker processes. Rows, statuses, error reasons,
 scores, decisions and features are therefore identical to the local
-engine's for the same input; only ``run_id`` and ``scored_at`` differ.
+engine's for the same input; only ``run_id`` and ``scored_at`` differ. From
+a PACS, each actor fetches its block's films over WADO-RS (the chunk's
+fetcher, as in a local worker); a rerun reuses the earlier output's rows
+(:mod:`pneumo_batch.scoring.reuse`) and scores only the rest.
 
 Model shipping. The driver reads the ``.tflite`` file once, checks its
 sha256 and puts its bytes into Ray's object store (``ray.put``); each actor
@@ -61,8 +64,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -73,14 +75,15 @@ from pneumo_batch import predictions as columns
 from pneumo_batch import storage
 from pneumo_batch.errors import InputError, Interrupted, ModelError, PneumoBatchError, one_line, require
 from pneumo_batch.inputs import InputSource, open_input
+from pneumo_batch.inputs.pacs import RESTART_HINT, PacsFetcher
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
 from pneumo_batch.reaper import reaping
-from pneumo_batch.scope.header import HeaderScopeRules
 from pneumo_batch.scoring import (
     PartWriter,
     Predictor,
     Progress,
     ProgressCallback,
+    ReusedRows,
     RowContext,
     ScoreRequest,
     ScorerFactory,
@@ -90,6 +93,7 @@ from pneumo_batch.scoring import (
     check_root,
     default_workers,
     now,
+    row_identity,
     run_metadata,
     score_rows,
 )
@@ -120,45 +124,36 @@ class RayEngine:
     """
 
     def score(self, request: ScoreRequest) -> RayScoreSummary:
-        return _score(
-            request.input_path, request.out, model=request.model, root=request.root, batch_size=request.batch_size,
-            ray_address=request.ray_address, num_cpus=request.workers, scorer_factory=request.scorer_factory,
-            progress=request.progress, header_rules=request.header_rules,
-        )
+        return _score(request, num_cpus=request.workers)
 
 
 ENGINE = RayEngine()
 
 
-def _score(
-    input_path: str | Path,
-    out_dir: str | Path,
-    *,
-    model: ModelArtifact | str | Path | None,
-    root: str | Path | None,
-    batch_size: int,
-    ray_address: str | None,
-    num_cpus: int | None,
-    scorer_factory: ScorerFactory | None,
-    progress: ProgressCallback | None,
-    header_rules: HeaderScopeRules,
-) -> RayScoreSummary:
+def _score(request: ScoreRequest, *, num_cpus: int | None) -> RayScoreSummary:
     clock = time.perf_counter()
+    batch_size, ray_address, scorer_factory, header_rules = (
+        request.batch_size, request.ray_address, request.scorer_factory, request.header_rules)
     require("ray", "ray")
     check_batch_size(batch_size)
     if num_cpus is not None and num_cpus < 1:
         raise InputError(f"num_cpus must be 1 or more, got {num_cpus}")
     if num_cpus is not None and ray_address is not None:
         raise InputError("--workers (num_cpus) sizes a local Ray instance; a cluster at --ray-address has its own CPUs")
-    source = open_input(input_path)
-    root_real = check_root(root)
-    out_path = check_out_folder(out_dir, source)
-    artifact = model if isinstance(model, ModelArtifact) else load_model(model)
+    source = open_input(request.input_path, request.pacs)
+    root_real = check_root(request.root)
+    out_path = check_out_folder(request.out, source)
+    artifact = request.model if isinstance(request.model, ModelArtifact) else load_model(request.model)
     run_id, started_at = uuid.uuid4().hex, now().isoformat()
     context = RowContext.for_run(
         source, artifact, root=root_real, run_id=run_id, with_scope_gate=scorer_factory is None, header_rules=header_rules
     )
+    if isinstance(context.fetcher, PacsFetcher):  # fetched in the actors; a stopped Ray run keeps nothing
+        context = replace(context, fetcher=replace(context.fetcher, resume_hint=RESTART_HINT))
     schema = context.schema
+    identity = row_identity(artifact, context, scorer_factory, header_rules)
+    reused = ReusedRows.none(schema) if request.overwrite else ReusedRows.from_output(
+        request.reuse_from or out_path, source, identity, schema)
     if ROW_NUMBER_COLUMN in source.passthrough.names:
         raise InputError(f"manifest column {ROW_NUMBER_COLUMN!r} is reserved for the Ray engine; rename it")
     model_content = None if scorer_factory is not None else _read_model(artifact)
@@ -174,15 +169,15 @@ def _score(
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
-                scope_gate_applied=context.scope_gate is not None, header_rules=header_rules,
+                scope_gate_applied=context.scope_gate is not None, header_rules=header_rules, row_identity=identity,
             )
             factory: ScorerFactory = scorer_factory or _ShippedModel(
                 ray_module.put(model_content), artifact.scoring_file()[1], artifact.output
             )
             with PartWriter(staging, schema.with_metadata(metadata)) as writer:
                 rows, errors = _run(
-                    ray_module, source, batch_size, context, factory, cpus, writer,
-                    progress=progress, clock=clock,
+                    ray_module, reused.remaining(source), batch_size, context, factory, cpus, writer, reused,
+                    progress=request.progress, clock=clock,
                 )
             parts = writer.parts
         storage.replace_folder(staging, out_path)
@@ -191,7 +186,7 @@ def _score(
         raise
     return RayScoreSummary(
         out=out_path, run_id=run_id, rows=rows, errors=errors, seconds=time.perf_counter() - clock,
-        rows_resumed=0, parts=parts, ray_start_seconds=ray_start,
+        rows_resumed=reused.count, rows_reused=reused.count, parts=parts, ray_start_seconds=ray_start,
     )
 
 
@@ -206,15 +201,18 @@ def _run(
     factory: ScorerFactory,
     cpus: int,
     writer: PartWriter,
+    reused: ReusedRows,
     *,
     progress: ProgressCallback | None,
     clock: float,
 ) -> tuple[int, int]:
-    """Score every block on Ray and write the results in input order; return (rows, errors)."""
+    """Score every block on Ray and write the results in input order (``reused`` rows merged in); return (rows, errors)."""
+    total = source.num_rows + reused.count
     if progress is not None:
-        progress(Progress(0, source.num_rows, 0, time.perf_counter() - clock, 0))
+        progress(Progress(0, total, 0, time.perf_counter() - clock, 0))
     if source.num_rows == 0:
-        return 0, 0
+        writer.write(reused.rest())
+        return reused.count, 0
     refs = []
     start = 0
     for chunk in source.chunks(batch_size):
@@ -235,23 +233,25 @@ def _run(
     data_context.print_on_execution_start = False
     data_context.raise_original_map_exception = True  # a ModelError in an actor arrives as itself
 
-    rows = errors = 0
+    rows = errors = scored = 0
     with _quiet_ray_data_logs(), _domain_errors_from_ray(ray_module):
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             numbers = batch.column(ROW_NUMBER_COLUMN).to_numpy()
-            if not np.array_equal(numbers, np.arange(rows, rows + batch.num_rows)):
+            if not np.array_equal(numbers, np.arange(scored, scored + batch.num_rows)):
                 raise PneumoBatchError(
-                    f"Ray returned rows {_describe_numbers(numbers)} where rows {rows}.. were expected; nothing was written"
+                    f"Ray returned rows {_describe_numbers(numbers)} where rows {scored}.. were expected; nothing was written"
                 )
-            table = batch.drop_columns([ROW_NUMBER_COLUMN])
+            scored += batch.num_rows
+            table = reused.merge(batch.drop_columns([ROW_NUMBER_COLUMN]))
             writer.write(table)
             rows += table.num_rows
             errors += pc.sum(pc.equal(table.column(columns.STATUS), columns.STATUS_ERROR)).as_py() or 0
             if progress is not None:
-                progress(Progress(rows, source.num_rows, errors, time.perf_counter() - clock, 0))
-    if rows != source.num_rows:
-        raise PneumoBatchError(f"Ray returned {rows:,} rows for an input of {source.num_rows:,}; nothing was written")
-    return rows, errors
+                progress(Progress(rows, total, errors, time.perf_counter() - clock, rows - scored))
+    if scored != source.num_rows:
+        raise PneumoBatchError(f"Ray returned {scored:,} rows for an input of {source.num_rows:,}; nothing was written")
+    writer.write(reused.rest())
+    return total, errors
 
 
 class _ScoringActor:

@@ -1,0 +1,107 @@
+"""A rerun from a PACS fetches only what its output lacks (real Orthanc, shipped model, retrieves counted in our client)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pydicom
+import pytest
+from orthanc import OrthancServer
+from pacs.pacs_corpus import FAST, Film, synthetic_film
+
+from pneumo_batch.inputs.pacs import PacsOptions
+from pneumo_batch.model import ModelArtifact, load_model
+from pneumo_batch.pacs import InstanceRef, PacsSource, RetrievedInstance, parse_study_date
+from pneumo_batch.scoring import score_batch
+
+
+@pytest.fixture
+def retrieved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """SOP Instance UIDs of every WADO-RS retrieve of this process (the runs score in it: workers=0)."""
+    fetched: list[str] = []
+    retrieve = PacsSource.retrieve
+
+    def counting(self: PacsSource, ref: InstanceRef) -> RetrievedInstance:
+        fetched.append(ref.sop_uid)
+        return retrieve(self, ref)
+
+    monkeypatch.setattr(PacsSource, "retrieve", counting)
+    return fetched
+
+
+def upload(orthanc: OrthancServer, films: list[Film]) -> list[str]:
+    for film in films:
+        orthanc.upload(film.part10)
+    return [film.sop_uid for film in films]
+
+
+def without_pixels(film: Film) -> Film:
+    del film.dataset.PixelData
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, film.dataset, enforce_file_format=True)
+    return Film(film.dataset, buffer.getvalue())
+
+
+def test_a_finished_run_fetches_nothing_again_and_new_films_are_fetched_alone(
+    orthanc: OrthancServer, pacs_auth: None, retrieved: list[str], tmp_path: Path
+) -> None:
+    night = "20261118"
+    first_films = upload(orthanc, [synthetic_film("CR" if i % 2 else "DX", night, seed=100 + i) for i in range(6)])
+    options = PacsOptions(parse_study_date(night), settings=FAST)
+    out = tmp_path / "night.parquet"
+
+    def run() -> tuple[pa.Table, int]:
+        retrieved.clear()
+        summary = score_batch(orthanc.dicomweb_url, out, workers=0, batch_size=4, pacs=options)
+        assert summary.rows_scored == len(retrieved)
+        return pq.read_table(out), summary.rows_reused
+
+    first, _ = run()
+    assert sorted(retrieved) == sorted(first_films)
+    again, reused = run()
+    assert retrieved == [] and reused == 6
+    assert again.equals(first)  # the very rows, run ids and times included
+
+    new_films = upload(orthanc, [synthetic_film("DX", night, seed=110 + i) for i in range(3)])
+    grown, reused = run()
+    assert sorted(retrieved) == sorted(new_films) and reused == 6
+    ids = grown.column("image_id").to_pylist()
+    assert ids == sorted(first_films + new_films)  # every instance once, in SOP Instance UID order
+    kept = grown.filter(pc.is_in(grown.column("image_id"), pa.array(first_films)))
+    assert kept.equals(first)
+    assert len(set(grown.column("run_id").to_pylist())) == 2
+
+
+def test_error_rows_and_rows_of_another_model_are_fetched_again_and_overwrite_fetches_all(
+    orthanc: OrthancServer, pacs_auth: None, retrieved: list[str], tmp_path: Path
+) -> None:
+    night = "20261117"
+    films = [synthetic_film("DX", night, seed=120 + i) for i in range(2)]
+    broken = without_pixels(synthetic_film("CR", night, seed=122))
+    uids = upload(orthanc, [*films, broken])
+    options = PacsOptions(parse_study_date(night), settings=FAST)
+    out = tmp_path / "night.parquet"
+    shipped = load_model()
+
+    def run(model: ModelArtifact = shipped, **extra: bool) -> pa.Table:
+        retrieved.clear()
+        score_batch(orthanc.dicomweb_url, out, workers=0, model=model, pacs=options, **extra)
+        return pq.read_table(out)
+
+    first = run()
+    errors = dict(zip(first.column("image_id").to_pylist(), first.column("error").to_pylist()))
+    assert errors[broken.sop_uid] == "no pixel data"
+    run()
+    assert retrieved == [broken.sop_uid]  # a failed row may work now: it is retried
+
+    retrained = ModelArtifact(shipped.directory, {**shipped.metadata, "version": "retrained-test"})
+    table = run(retrained)
+    assert sorted(retrieved) == sorted(uids)  # rows of another model version are never reused
+    assert set(table.column("model_version").to_pylist()) == {"retrained-test"}
+    assert table.column("image_id").to_pylist() == sorted(uids)
+    run(retrained, overwrite=True)
+    assert sorted(retrieved) == sorted(uids)
