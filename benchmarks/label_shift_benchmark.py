@@ -2,14 +2,15 @@
 
     PNEUMO_BATCH_DATA=../shared/data/pneumoniamnist.npz nice .venv/bin/python benchmarks/label_shift_benchmark.py
     # with NannyML's CBPE beside ours (NannyML lives in its own venv, never in the project's):
-    python3 -m venv /work/venv-nannyml && /work/venv-nannyml/bin/pip install nannyml==0.13.1
+    python3 -m venv /work/venv-nannyml && /work/venv-nannyml/bin/pip install nannyml==0.13.1 statsmodels "pandas<3"
     ... label_shift_benchmark.py --nannyml-python /work/venv-nannyml/bin/python
 
 For each night size (100 and 1,000 images) and each kind of night, ``--nights``
-seeded nights are drawn with replacement from PneumoniaMNIST's test split:
+seeded nights are drawn from a pool of scored films that overlaps neither the
+drift reference nor the labelled profile the estimate is corrected with:
 
 - ``expected``: at the prevalence the monitor expects (the training
-  prevalence, 74.2 %); any alert is a false alarm;
+  prevalence, 74.2 %); in the ``heldout`` setting any alert is a false alarm;
 - ``prev_30``, ``prev_90``, ``prev_62``: 30 %, 90 % and the test split's own
   62.5 % pneumonia (label shift only);
 - ``blur``, ``gamma``, ``noise``, ``contrast``, ``resolution``: the expected
@@ -17,31 +18,61 @@ seeded nights are drawn with replacement from PneumoniaMNIST's test split:
   noise SD 6 grey levels, contrast x0.8, a 20 px source brought back to
   28 px), rescored by the model.
 
-Two calibrations, i.e. where the labelled profile comes from:
+Nights are drawn without replacement whenever the pool holds enough films of
+each class (the night's count + 3 SD); otherwise with replacement, and the
+table says so (``replace``): duplicated films make the drift tests'
+p-values overconfident, so those rows overstate drift.
 
-- ``validation`` (what the product does): the validation split's labels and
-  scores give TPR, FPR and the score calibration; the drift reference is the
-  model's training profile (``reference_profile.parquet``). The test split is
-  not a pure label shift of validation: its normal films are flagged 16 % of
-  the time against 3 % on validation, which biases every estimate upwards.
+Settings (``--settings``), i.e. where the labelled profile, the drift
+reference and the nights come from:
+
+- ``heldout`` (the false-alarm figure): the product's rules and profile (the
+  validation split's confusion and scores) with the drift reference a
+  seeded, stratified third of the training films (1,569) and nights from the
+  other two thirds (3,139: 809 normal, 2,330 pneumonia), so a night and the
+  reference come from one population and nothing overlaps. Enough films for
+  every kind without replacement at both sizes. The nights' scores are
+  in-sample for the model (as the reference's are): training normals are
+  flagged 1.2 % of the time against 3.0 % on validation, so the estimate
+  reads slightly low and the realized specificity is higher than on new
+  films.
+- ``test`` (what the product does on PneumoniaMNIST's test split): validation
+  profile, the whole training profile (4,708) as drift reference, nights
+  from the 624 test films. The test split is not a pure label shift of
+  validation: its normal films are flagged 16 % of the time against 3 %,
+  and differ from training normals by 0.26 reference SD in sharpness and
+  saturated share and 1.5 SD in score (past the drift rule's 0.2 SD), so a
+  drift alert on these nights is a real, if small, change of the images, not
+  a false alarm. 1,000-film nights need replacement (624 films).
 - ``audit``: a labelled half of the test split (seeded, stratified) is the
-  profile and the drift reference; nights come from the other half. This is
-  label shift by construction, and shows what the estimators do when their
-  assumption holds (a site that audits a labelled sample of its own films).
+  profile and the drift reference; nights come from the other half. Label
+  shift by construction, on new films (1,000-film nights need replacement).
 
-The class-balance alert is the module's rule: the 99 % interval of the BBSE
-estimate lies wholly outside the training prevalence +/- ``--tolerance``
-(``balance``; ``balance_95`` with the 95 % interval, ``balance_em`` with EM's).
-Drift is the monitor's rule (effect >= 0.2 SD and K-S p < 0.01 / 9) on the
-eight image features and the score against the reference reweighted to the
-night's BBSE estimate (``drift_unweighted``: against the reference as is).
+The alerts are the monitor's rules with its false-alarm budget
+(``MonitoringRules.false_alarm_rate``, split evenly over the three
+label-free tests, each at ``test_alpha``):
 
-Printed per calibration, size and kind: alert rates (balance, drift, any),
-prevalence error and interval coverage of BBSE and EM, and estimated against
-realized sensitivity, specificity and PPV: ours (validation figures carried
-over, PPV from the BBSE prevalence), the CBPE idea computed here (expected
-confusion matrix from Platt-calibrated probabilities) and NannyML's CBPE when
-``--nannyml-python`` is given.
+- out of scope: every film is flagged by the gate with probability its
+  validated false-flag rate (the model metadata's), the flagged films leave
+  the night, and the exact binomial test runs at ``test_alpha`` (the gate
+  itself is not run: acquisition changes do not add flags here);
+- class balance: the ``1 - 2 test_alpha`` interval of the BBSE estimate lies
+  wholly outside the training prevalence +/- ``--tolerance`` (``balance_em``:
+  EM's);
+- drift: a column moved by >= 0.2 SD and its K-S p < ``test_alpha`` / 9, on the
+  eight image features and the score, against the reference reweighted to
+  the night's BBSE estimate (``drift_unweighted``: against the reference as
+  is).
+
+``any_alert`` is their union; ``any_alert_old`` the rules before the budget
+(each test at 0.01, the balance interval at 99 %).
+
+Printed per setting, size and kind: alert rates, prevalence error and
+interval coverage of BBSE and EM, the largest drift effect of a night (mean),
+and estimated against realized sensitivity, specificity and PPV: ours
+(validation figures carried over, PPV from the BBSE prevalence), the CBPE
+idea computed here (expected confusion matrix from Platt-calibrated
+probabilities) and NannyML's CBPE when ``--nannyml-python`` is given.
 """
 
 from __future__ import annotations
@@ -67,6 +98,7 @@ from pneumo_batch.monitoring import MonitoringRules, numeric_drift
 from pneumo_batch.monitoring import prevalence as ls
 from pneumo_batch.monitoring.performance import estimate_performance
 from pneumo_batch.monitoring.reference import reweighted_reference
+from pneumo_batch.monitoring.scope import out_of_scope_test
 
 SEED = 2026
 DRIFT_COLUMNS = (*NUMERIC_IMAGE_FEATURES, "p_pneumonia")
@@ -109,22 +141,29 @@ def frame_of(images: np.ndarray, labels: np.ndarray, scorer: object) -> pd.DataF
     return frame
 
 
+def needs_replacement(labels: np.ndarray, pool: np.ndarray, size: int, prevalence: float) -> bool:
+    """Whether the pool lacks the films of either class a night needs (its binomial count + 3 SD)."""
+    spread = 3 * np.sqrt(size * prevalence * (1 - prevalence))
+    positives, negatives = int((labels[pool] == 1).sum()), int((labels[pool] == 0).sum())
+    return bool(size * prevalence + spread > positives or size * (1 - prevalence) + spread > negatives)
+
+
 def draw_night(
-    labels: np.ndarray, pool: np.ndarray, size: int, prevalence: float, rng: np.random.Generator
+    labels: np.ndarray, pool: np.ndarray, size: int, prevalence: float, rng: np.random.Generator, replace: bool
 ) -> np.ndarray:
     positives, negatives = pool[labels[pool] == 1], pool[labels[pool] == 0]
     k = rng.binomial(size, prevalence)
-    return np.concatenate((rng.choice(positives, k), rng.choice(negatives, size - k)))
+    return np.concatenate((rng.choice(positives, k, replace=replace), rng.choice(negatives, size - k, replace=replace)))
 
 
-def drift_detected(reference: pd.DataFrame, night: pd.DataFrame, rules: MonitoringRules) -> bool:
-    """The monitor's rule: a column drifted when effect >= 0.2 and K-S p < family alpha / columns."""
-    alpha = rules.family_alpha / len(DRIFT_COLUMNS)
-    for column in DRIFT_COLUMNS:
-        effect, p_value = numeric_drift(reference[column].to_numpy(), night[column].to_numpy())
-        if effect >= rules.numeric_effect and p_value < alpha:
-            return True
-    return False
+def drift_tests(reference: pd.DataFrame, night: pd.DataFrame) -> np.ndarray:
+    """Effect size and K-S p-value of each drift column (rows: columns; columns: effect, p)."""
+    return np.array([numeric_drift(reference[c].to_numpy(), night[c].to_numpy()) for c in DRIFT_COLUMNS])
+
+
+def drifted(tests: np.ndarray, rules: MonitoringRules, level: float) -> bool:
+    """The monitor's rule: some column moved by >= the effect threshold with K-S p < level / columns."""
+    return bool(((tests[:, 0] >= rules.numeric_effect) & (tests[:, 1] < level / len(DRIFT_COLUMNS))).any())
 
 
 def cbpe_core(scores: np.ndarray, validation: ls.ValidationProfile) -> tuple[float, float, float]:
@@ -146,6 +185,10 @@ def realized(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[
     return float(sens), float(spec), float(ppv)
 
 
+#: The rules before the false-alarm budget: every test at 0.01 (the balance interval at 99 %).
+OLD_LEVEL = 0.01
+
+
 def run_setting(
     name: str,
     setting_index: int,
@@ -154,40 +197,50 @@ def run_setting(
     nights_from: dict[str, pd.DataFrame],
     pool: np.ndarray,
     expected: tuple[float, float],
+    false_flag_rate: float,
     args: argparse.Namespace,
     nannyml_dir: Path | None,
 ) -> list[dict[str, object]]:
     rules = MonitoringRules()
+    level = rules.test_alpha
     rows: list[dict[str, object]] = []
     expected_prevalence = sum(expected) / 2
     for size in args.sizes:
         for kind, (prevalence, shift) in KINDS.items():
             source = nights_from[shift or "none"]
             labels = source["label"].to_numpy()
+            target = prevalence or expected_prevalence
+            replace = needs_replacement(labels, pool, size, target)
             # nights have their own generator, so the bootstrap size does not change which films a night gets
             night_rng = np.random.default_rng([SEED, size, list(KINDS).index(kind), setting_index])
             rng = np.random.default_rng([SEED + 1, size, list(KINDS).index(kind), setting_index])
             cbpe_nights = []
             for night_index in range(args.nights):
-                picked = draw_night(labels, pool, size, prevalence or expected_prevalence, night_rng)
-                night = source.iloc[picked]
+                picked = draw_night(labels, pool, size, target, night_rng, replace)
+                # the gate's validated false flags: those films leave the night, the scope test counts them
+                gated = night_rng.random(len(picked)) < false_flag_rate
+                scope = out_of_scope_test(int(gated.sum()), len(picked), false_flag_rate=false_flag_rate, alpha=level)
+                scope_old = scope.p_value < OLD_LEVEL
+                night = source.iloc[picked[~gated]]
                 scores, truth = night["p_pneumonia"].to_numpy(), night["label"].to_numpy()
                 bbse = ls.estimate_prevalence(validation, scores, rng=rng, method="bbse")
                 em = ls.estimate_prevalence(validation, scores, rng=rng, method="em")
-                balance = ls.class_balance_alert(bbse, expected)
-                balance_95 = ls.class_balance_alert(bbse, expected, alpha=0.05)
-                balance_em = ls.class_balance_alert(em, expected)
-                drift = drift_detected(reweighted_reference(reference, bbse.value, rng), night, rules)
+                balance = ls.class_balance_alert(bbse, expected, alpha=level)
+                balance_old = ls.class_balance_alert(bbse, expected, alpha=OLD_LEVEL / 2)
+                balance_em = ls.class_balance_alert(em, expected, alpha=level)
+                tests = drift_tests(reweighted_reference(reference, bbse.value, rng), night)
+                drift, drift_old = drifted(tests, rules, level), drifted(tests, rules, OLD_LEVEL)
                 # what the monitor without reweighting says (score column and features against the raw reference)
-                drift_raw = drift_detected(reference, night, rules)
+                drift_raw = drifted(drift_tests(reference, night), rules, level)
                 perf = estimate_performance(validation, bbse, image_drift=drift, operating_point="screening")
                 true_prev = float(truth.mean())
                 rows.append({
-                    "setting": name, "size": size, "kind": kind, "night": night_index, "true_prevalence": true_prev,
+                    "setting": name, "size": size, "kind": kind, "night": night_index, "replace": replace,
+                    "true_prevalence": true_prev,
                     **{f"{m.method}_{k}": getattr(m, k) for m in (bbse, em) for k in ("value", "low", "high")},
-                    "balance_alert": balance, "balance_alert_95": balance_95, "balance_alert_em": balance_em,
-                    "drift": drift, "drift_unweighted": drift_raw,
-                    "alert": balance or drift,
+                    "scope_alert": scope.alert, "balance_alert": balance, "balance_alert_em": balance_em,
+                    "drift": drift, "drift_unweighted": drift_raw, "largest_effect": float(tests[:, 0].max()),
+                    "alert": scope.alert or balance or drift, "alert_old": scope_old or balance_old or drift_old,
                     "est_sens": perf.sensitivity.value, "est_spec": perf.specificity.value, "est_ppv": perf.ppv.value,
                     **dict(zip(("cbpe_sens", "cbpe_spec", "cbpe_ppv"), cbpe_core(scores, validation))),
                     **dict(zip(("real_sens", "real_spec", "real_ppv"), realized(truth, scores, validation.threshold))),
@@ -196,6 +249,12 @@ def run_setting(
             if nannyml_dir is not None:
                 pd.concat(cbpe_nights).to_parquet(nannyml_dir / f"{name}_{size}_{kind}.parquet")
     return rows
+
+
+def stratified_part(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A seeded share of each class's indices."""
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: round((labels == c).sum() * share)]
+                                   for c in (0, 1)]))
 
 
 def nannyml_estimates(python: str, work: Path, validation: dict[str, np.ndarray], threshold: float) -> pd.DataFrame:
@@ -219,10 +278,11 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (setting, size, kind), frame in rows.groupby(["setting", "size", "kind"], sort=False):
         record = {
-            "setting": setting, "size": size, "kind": kind, "any_alert": frame["alert"].mean(),
-            "balance": frame["balance_alert"].mean(), "balance_95": frame["balance_alert_95"].mean(),
+            "setting": setting, "size": size, "kind": kind, "replace": bool(frame["replace"].iloc[0]),
+            "any_alert": frame["alert"].mean(), "any_alert_old": frame["alert_old"].mean(),
+            "scope": frame["scope_alert"].mean(), "balance": frame["balance_alert"].mean(),
             "balance_em": frame["balance_alert_em"].mean(), "drift": frame["drift"].mean(),
-            "drift_unweighted": frame["drift_unweighted"].mean(),
+            "drift_unweighted": frame["drift_unweighted"].mean(), "largest_effect": frame["largest_effect"].mean(),
             "true_prev": frame["true_prevalence"].mean(),
             "bbse_mae": mae(frame, "bbse_value"), "bbse_cover": covered(frame, "bbse"),
             "em_mae": mae(frame, "em_value"), "em_cover": covered(frame, "em"),
@@ -245,51 +305,70 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=400, help="bootstrap replicates per estimate")
     parser.add_argument("--tolerance", type=float, default=0.05, help="expected range: training prevalence +/- this")
     parser.add_argument("--nannyml-python", default=None, help="python of a venv with nannyml, for CBPE")
+    parser.add_argument("--settings", nargs="+", default=["heldout", "test", "audit"],
+                        choices=["heldout", "test", "audit"], help="which settings to run (see the module docstring)")
     parser.add_argument("--rows-out", type=Path, default=None, help="write every night's row to this Parquet file")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    print(f"CPU: {cpu}; {args.nights} nights per size and kind; bootstrap {args.bootstrap}; seed {SEED}")
+    cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("model name")), platform.processor())
+    flags = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("flags")), "")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; flags: {flags}")
+    print(f"{args.nights} nights per size and kind; bootstrap {args.bootstrap}; seed {SEED}")
     data = load_pneumoniamnist(args.data)
     model = load_model(args.model)
     scorer = model.scorer()
     threshold = next(p.threshold for p in model.operating_points if p.name == "screening")
+    false_flag_rate = float(((model.metadata or {}).get("scope_gate") or {}).get("false_flag_rate", 0.01))
     training_prevalence = float(data.train.labels.mean())
     expected = ls.expected_range(training_prevalence, args.tolerance)
+    rules = MonitoringRules()
     print(f"model {model.name} {model.version}; screening threshold {threshold:.4f}; "
-          f"training prevalence {training_prevalence:.3f}; expected range {expected[0]:.3f}-{expected[1]:.3f}")
+          f"training prevalence {training_prevalence:.3f}; expected range {expected[0]:.3f}-{expected[1]:.3f}; "
+          f"false-alarm budget {rules.false_alarm_rate:g}, each test at {rules.test_alpha:.4f}; "
+          f"gate false-flag rate {false_flag_rate:.4f}")
 
     test_labels = data.test.labels.reshape(-1)
+    train_labels = data.train.labels.reshape(-1)
     shift_rng = np.random.default_rng(SEED)
-    nights_from = {"none": frame_of(data.test.images, test_labels, scorer)}
+    test_nights = {"none": frame_of(data.test.images, test_labels, scorer)}
+    train_nights = {"none": frame_of(data.train.images, train_labels, scorer)}
     for shift in ("blur", "gamma", "noise", "contrast", "resolution"):
-        nights_from[shift] = frame_of(acquisition_shift(data.test.images, shift, shift_rng), test_labels, scorer)
+        test_nights[shift] = frame_of(acquisition_shift(data.test.images, shift, shift_rng), test_labels, scorer)
+        if "heldout" in args.settings:
+            train_nights[shift] = frame_of(acquisition_shift(data.train.images, shift, shift_rng), train_labels, scorer)
     val = frame_of(data.val.images, data.val.labels.reshape(-1), scorer)
     training_profile = pd.read_parquet(model.reference_profile_path)
 
     split_rng = np.random.default_rng(SEED + 1)
-    audit = np.concatenate([split_rng.permutation(np.flatnonzero(test_labels == c))[: (test_labels == c).sum() // 2]
-                            for c in (0, 1)])
-    rest = np.setdiff1d(np.arange(len(test_labels)), audit)
-    settings = {
-        "validation": (val, training_profile, np.arange(len(test_labels))),
-        "audit": (nights_from["none"].iloc[audit].reset_index(drop=True), None, rest),
+    audit = stratified_part(test_labels, 1 / 2, split_rng)
+    reference_third = stratified_part(train_labels, 1 / 3, split_rng)
+    settings = {  # labelled profile, drift reference, where the nights come from, the pool
+        "heldout": (val, train_nights["none"].iloc[reference_third].reset_index(drop=True), train_nights,
+                    np.setdiff1d(np.arange(len(train_labels)), reference_third)),
+        "test": (val, training_profile, test_nights, np.arange(len(test_labels))),
+        "audit": (test_nights["none"].iloc[audit].reset_index(drop=True), None, test_nights,
+                  np.setdiff1d(np.arange(len(test_labels)), audit)),
     }
     rows: list[dict[str, object]] = []
     nannyml_frames = []
     with tempfile.TemporaryDirectory() as temporary:
-        for setting_index, (name, (profile_rows, reference, pool)) in enumerate(settings.items()):
+        for setting_index, name in enumerate(settings):
+            if name not in args.settings:
+                continue
+            profile_rows, reference, nights_from, pool = settings[name]
             validation = ls.ValidationProfile(profile_rows["label"].to_numpy(), profile_rows["p_pneumonia"].to_numpy(),
                                               threshold, rng=np.random.default_rng(SEED), n_bootstrap=args.bootstrap)
+            drift_reference = reference if reference is not None else profile_rows
             print(f"{name}: {len(profile_rows)} labelled rows, TPR {validation.tpr:.3f}, FPR {validation.fpr:.3f}, "
-                  f"Platt a={validation.calibration[0]:.2f} b={validation.calibration[1]:.2f}")
+                  f"Platt a={validation.calibration[0]:.2f} b={validation.calibration[1]:.2f}; drift reference "
+                  f"{len(drift_reference)} rows; pool {len(pool)} films "
+                  f"({int((nights_from['none']['label'].to_numpy()[pool] == 0).sum())} normal)")
             work = Path(temporary) / name
             work.mkdir()
-            drift_reference = reference if reference is not None else profile_rows
-            rows += run_setting(name, setting_index, validation, drift_reference, nights_from,
-                                pool, expected, args, work if args.nannyml_python else None)
+            rows += run_setting(name, setting_index, validation, drift_reference, nights_from, pool, expected,
+                                false_flag_rate, args, work if args.nannyml_python else None)
             if args.nannyml_python:
                 estimates = nannyml_estimates(args.nannyml_python, work,
                                               {"scores": profile_rows["p_pneumonia"].to_numpy(),

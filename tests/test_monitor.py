@@ -93,10 +93,10 @@ def test_20_training_images_raise_no_alert_although_distances_are_large(pneumoni
 def test_test_split_with_labels_raises_class_balance_alert_on_the_labelled_share(test_split):
     """The test split (62.5 % pneumonia) read by a weak model, labels on every row.
 
-    The labelled share decides: its 99 % interval lies below the expected
+    The labelled share decides: its alert interval (98.7 %) lies below the expected
     69-79 %. The label-free estimate is reported beside it, corrected for
     the model's errors: the fake model flags 441 of 624 films (71 %), the
-    estimate says 69 % (95 % 63-73 %), whose 99 % interval alone would
+    estimate says 69 % (95 % 63-73 %), whose alert interval alone would
     still reach the expected range. The images did not change: no drift.
     """
     summary, _, data = test_split
@@ -187,7 +187,7 @@ def test_summary_json_fields(train600, fake_model_metadata, pneumoniamnist):
     # image features, the score and the file facts (the training profile has none)
     assert set(drift) == {*NUMERIC_IMAGE_FEATURES, "p_pneumonia"}
     rules = MonitoringRules()
-    alpha = rules.family_alpha / len(drift)
+    alpha = rules.test_alpha / len(drift)
     for entry in drift.values():
         assert set(entry) == {
             "column", "kind", "method", "score", "threshold", "p_value", "alpha", "drifted",
@@ -213,7 +213,10 @@ def test_summary_json_fields(train600, fake_model_metadata, pneumoniamnist):
         "applied": "tests",
         "text": data["batch_size_rule"]["text"],
     }
-    assert data["rules"]["family_alpha"] == rules.family_alpha
+    # one false-alarm budget of 2 %, a third each for scope, class balance and drift (drift's split over columns)
+    assert data["rules"]["false_alarm_rate"] == rules.false_alarm_rate == 0.02
+    assert rules.test_alpha == pytest.approx(0.02 / 3)
+    assert data["out_of_scope_test"]["alpha"] == pytest.approx(rules.test_alpha)
     assert data["files"] == {
         "html": "report.html",
         "json": "report.json",

@@ -27,6 +27,7 @@ from pneumo_batch.monitoring import MonitoringRules, numeric_drift
 from pneumo_batch.monitoring.performance import estimate_performance
 from pneumo_batch.monitoring.prevalence import (
     METHODS,
+    PrevalenceEstimate,
     ValidationProfile,
     class_balance_alert,
     estimate_prevalence,
@@ -82,9 +83,9 @@ def scored(shipped_default_model, pneumoniamnist) -> Scored:
 
 
 def drifted_columns(reference: pd.DataFrame, night: pd.DataFrame) -> list[str]:
-    """The monitor's rule: effect >= 0.2 reference SD and K-S p below the family's 0.01 split over the columns."""
+    """The monitor's rule: effect >= 0.2 reference SD and K-S p below the drift test's level split over the columns."""
     rules = MonitoringRules()
-    alpha = rules.family_alpha / len(DRIFT_COLUMNS)
+    alpha = rules.test_alpha / len(DRIFT_COLUMNS)
     drifted = []
     for column in DRIFT_COLUMNS:
         effect, p_value = numeric_drift(reference[column].to_numpy(), night[column].to_numpy())
@@ -111,7 +112,7 @@ def test_a_night_of_30_or_90_percent_pneumonia_raises_a_balance_alert(scored, pr
     night = scored.test.iloc[scored.night_indices(np.arange(len(scored.test)), 300, prevalence, seed=11)]
     estimate = estimate_prevalence(scored.validation, night["p_pneumonia"], rng=np.random.default_rng(3),
                                       method=method)
-    assert class_balance_alert(estimate, expected_range(TRAINING_PREVALENCE))
+    assert class_balance_alert(estimate, expected_range(TRAINING_PREVALENCE), alpha=MonitoringRules().test_alpha)
     # up to (1 - prevalence) x 0.13 of bias from the test split's higher false-positive rate, plus noise
     assert abs(estimate.value - prevalence) < tolerance
     assert estimate.low <= estimate.value <= estimate.high
@@ -132,11 +133,23 @@ def test_under_pure_label_shift_the_estimate_is_near_the_truth(scored, prevalenc
         assert naive - truth > 0.08
 
 
+def test_the_balance_alert_tests_the_range_at_its_level_one_tail_at_a_time():
+    """Only the tail on the range's side can miss it: the alert's level is ``alpha``, not half of it."""
+    draws = np.linspace(0.789, 0.889, 100_001)  # the estimate's draws, just above the expected 0.69-0.79
+    estimate = PrevalenceEstimate(0.839, 0.79, 0.888, "bbse", 1000, 0.95, draws)
+    budget_share = MonitoringRules().test_alpha  # 0.0067: the lowest 0.67 % of draws reach into the range
+    assert not class_balance_alert(estimate, (0.69, 0.79), alpha=budget_share)
+    assert class_balance_alert(estimate, (0.69, 0.79), alpha=0.02)  # the lowest 2 % end at 0.791
+    below = PrevalenceEstimate(0.641, 0.59, 0.69, "bbse", 1000, 0.95, draws - 0.198)  # 0.591-0.691
+    assert not class_balance_alert(below, (0.69, 0.79), alpha=budget_share)
+    assert class_balance_alert(below, (0.69, 0.79), alpha=0.02)
+
+
 def test_an_in_distribution_night_of_100_films_is_quiet(scored):
     night = scored.test.iloc[scored.night_indices(np.arange(len(scored.test)), 100, TRAINING_PREVALENCE, seed=13)]
     rng = np.random.default_rng(6)
     estimate = estimate_prevalence(scored.validation, night["p_pneumonia"], rng=rng)
-    assert not class_balance_alert(estimate, expected_range(TRAINING_PREVALENCE))
+    assert not class_balance_alert(estimate, expected_range(TRAINING_PREVALENCE), alpha=MonitoringRules().test_alpha)
     reference = reweighted_reference(scored.training_profile, estimate.value, rng)
     assert drifted_columns(reference, night) == []
     assert not out_of_scope_test(0, 100, false_flag_rate=0.005).alert

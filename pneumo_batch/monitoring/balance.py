@@ -4,10 +4,13 @@ The alert (:func:`prevalence_finding`): the night's pneumonia share is
 estimated from the in-scope scores by black-box shift estimation with the
 validation confusion at the screening point
 (:mod:`~pneumo_batch.monitoring.prevalence`); it fires when the estimate's
-``1 - family_alpha`` bootstrap interval lies wholly outside the expected
-range (when every row is labelled, the labelled share's Wilson interval at
-that level instead: the truth beats an estimate) (:attr:`~pneumo_batch.monitoring.summary.MonitoringRules.expected_prevalence`,
-default the training prevalence +/- ``prevalence_tolerance``).
+``1 - 2 test_alpha`` bootstrap interval lies wholly outside the expected
+range (:attr:`~pneumo_batch.monitoring.summary.MonitoringRules.expected_prevalence`,
+default the training prevalence +/- ``prevalence_tolerance``). Only the tail
+on the range's side can miss it, so the test has level ``test_alpha``, its
+share of the false-alarm budget. When every row is labelled, the labelled
+share's Wilson interval at that level decides instead: the truth beats an
+estimate.
 
 For information (:func:`share_comparisons`, ``class_balance.csv``): the
 share flagged at each operating point (and, with labels, the prevalence)
@@ -115,7 +118,7 @@ def prevalence_finding(
     scores = pd.to_numeric(in_scope[cols.SCORE], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     estimate = estimate_prevalence(validation, scores, rng=rng, method="bbse", confidence=rules.confidence)
     expected = rules.expected_prevalence or expected_range(training, rules.prevalence_tolerance)
-    alert_low, alert_high = percentiles(estimate.draws, 1 - rules.family_alpha)
+    alert_low, alert_high = percentiles(estimate.draws, 1 - 2 * rules.test_alpha)
     basis, realized = "estimate", None
     labels = pd.to_numeric(in_scope[cols.LABEL], errors="coerce") if cols.LABEL in in_scope else None
     if labels is not None and labels.isin([0, 1]).any():
@@ -124,7 +127,7 @@ def prevalence_finding(
         if len(known) == len(in_scope):
             # every row labelled: the labelled share is the truth, the estimate is reported beside it
             basis = "labels"
-            interval = metrics.wilson_interval(int(known.sum()), len(known), 1 - rules.family_alpha)
+            interval = metrics.wilson_interval(int(known.sum()), len(known), 1 - 2 * rules.test_alpha)
             alert_low, alert_high = interval.low, interval.high
     finding = PrevalenceFinding(
         value=estimate.value,

@@ -11,7 +11,11 @@ or another predictions file) and writes into ``out_dir``:
   prevalence, with labels) against the reference, with intervals (informational);
 - ``summary.json``: the verdict (:class:`MonitoringSummary`), written last.
 
-Four alerts, each its own module's rule; ``alert`` is any of them:
+Four alerts, each its own module's rule; ``alert`` is any of them. The
+three that need no labels share one false-alarm budget
+(:attr:`MonitoringRules.false_alarm_rate`, 2 %), each at a third of it
+(:attr:`MonitoringRules.test_alpha`), so a night like the training data
+raises any of them at most that often (Bonferroni):
 
 - ``out_of_scope_alert`` (:mod:`~.scope`): more out-of-scope rows than the
   gate's validated false-flag rate explains (one-sided binomial test).
@@ -152,7 +156,7 @@ def build_monitoring_report(
 
     rate, rate_source = false_flag_rate(runs, model_metadata, rules.default_false_flag_rate)
     n_out = len(rows.out_of_scope)
-    scope = out_of_scope_test(n_out, len(ok) + n_out, false_flag_rate=rate, alpha=rules.family_alpha, source=rate_source)
+    scope = out_of_scope_test(n_out, len(ok) + n_out, false_flag_rate=rate, alpha=rules.test_alpha, source=rate_source)
 
     validation = validation_profile(model_metadata, thresholds, rules, rng, warnings) if len(ok) else None
     training = training_prevalence(ref_ok, model_metadata, validation)
@@ -167,8 +171,8 @@ def build_monitoring_report(
     balance_columns = [(name, cols.prediction_column(name)) for name in thresholds]
     if has_labels(ok) and has_labels(ref_ok):
         balance_columns.append(("prevalence", cols.LABEL))
-    drift_alpha = rules.family_alpha / max(len(drift_columns[0]) + len(drift_columns[1]), 1)
-    balance_alpha = rules.family_alpha / max(len(balance_columns), 1)
+    drift_alpha = rules.test_alpha / max(len(drift_columns[0]) + len(drift_columns[1]), 1)
+    balance_alpha = rules.test_alpha / max(len(balance_columns), 1)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}

@@ -19,14 +19,21 @@ SUMMARY_FORMAT_VERSION = 2
 
 
 _TOP_ERRORS = 5
+#: The tests that can alert on a night without labels: out of scope, class balance, drift.
+LABEL_FREE_TESTS = 3
 
 
 @dataclass(frozen=True)
 class MonitoringRules:
     """The thresholds of the verdict (see the module docstring)."""
 
-    family_alpha: float = 0.01
-    """Significance level of each family of tests (drift; class balance), split across its columns."""
+    false_alarm_rate: float = 0.02
+    """Family-wise error budget: how often, at most, a night like the training data raises any label-free alert.
+
+    Split evenly (Bonferroni) across the :data:`LABEL_FREE_TESTS` tests, each
+    at :attr:`test_alpha`: out of scope, class balance, drift; drift splits its
+    share again across its columns (a night drifts when any column does).
+    """
     numeric_effect: float = 0.2
     """Smallest move of a numeric column that counts: Wasserstein distance / reference standard deviation."""
     categorical_effect: float = 0.05
@@ -47,6 +54,11 @@ class MonitoringRules:
     """Out-of-scope share expected by chance when neither the run nor the model states its gate's validated rate."""
     seed: int = 0
     """Seed of the run's bootstrap draws and reference resampling: the same input gives the same summary."""
+
+    @property
+    def test_alpha(self) -> float:
+        """Significance level of each label-free test: its even share of :attr:`false_alarm_rate`."""
+        return self.false_alarm_rate / LABEL_FREE_TESTS
 
 
 @dataclass(frozen=True)
@@ -119,7 +131,8 @@ class PrevalenceFinding:
     expected_high: float
     alert_low: float
     alert_high: float
-    """The ``1 - family_alpha`` interval: the alert fires when it lies wholly outside the expected range."""
+    """The ``1 - 2 test_alpha`` interval: the alert fires when it lies wholly outside the expected range
+    (one side can miss the range, so the test's level is ``test_alpha``)."""
     alert: bool
     basis: str
     """``estimate`` (the interval above is the estimate's), or ``labels`` when every row is labelled
@@ -275,7 +288,8 @@ def batch_size_rule(n_scored: int, rules: MonitoringRules) -> dict[str, Any]:
         "applied": applied,
         "text": (
             f"A column alerts only when it moved by at least the effect threshold and the move is significant "
-            f"at the family level {rules.family_alpha:g} (Bonferroni-split across columns); the tests' p-values "
+            f"at the drift test's level {rules.test_alpha:.3g} (its share of the {rules.false_alarm_rate:g} false-alarm "
+            f"budget, Bonferroni-split across columns); the tests' p-values "
             f"account for the batch size, so small batches need larger moves. Below {rules.min_rows} scored rows "
             f"no alert is raised."
         ),
