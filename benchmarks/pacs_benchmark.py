@@ -15,10 +15,16 @@ start-up included):
 - folder: ``score FOLDER``;
 - PACS: ``score dicomweb+http://... --study-date ...`` (QIDO-RS, then WADO-RS
   per chunk in the workers, 4 parallel retrieves each);
-- PACS + results: the same with ``--send-results`` (one SR per in-scope
-  film: WADO-RS metadata, highdicom, STOW-RS), into a PACS that already holds
-  them (the idempotent rerun a night's retry is);
+- PACS rerun, the same command and ``--out``: nothing new, so no film is
+  fetched or scored (the rows are taken from ``--out``);
+- PACS rerun after ``--new`` more films arrived: only those are fetched;
+- PACS + results: ``--send-results`` into the same ``--out`` (rows reused; one
+  SR per in-scope film: WADO-RS metadata, highdicom, STOW-RS), then again
+  into a PACS that already holds them (the idempotent rerun a night's retry is);
 - and, bytes only, ``PacsSource.retrieve_all`` (the transfer floor).
+
+The reruns print seconds and their speed-up over the first PACS run; the
+summary line says how many rows were taken from ``--out``.
 
 Orthanc and the client share the machine's cores, so on 2 cores the PACS
 figures are a floor for a real PACS on its own server, not a ceiling.
@@ -47,14 +53,23 @@ from pneumo_batch.pacs import AUTH_ENV, parse_study_date  # noqa: E402
 NIGHT = "20261130"
 
 
-def cpu_model() -> str:
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile")
+
+
+def cpu_description() -> str:
+    """The CPU model and its SIMD flags, from /proc/cpuinfo (Linux)."""
+    model, flags = platform.processor() or "unknown CPU", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return f"{model} [{' '.join(flag for flag in SIMD_FLAGS if flag in flags) or 'no SIMD flags listed'}]"
 
 
 def score_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -73,19 +88,21 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1, help="DICOM copies of each shared JPEG")
     parser.add_argument("--workers", type=int, default=2, help="score's worker processes")
     parser.add_argument("--batch-size", type=int, default=64, help="score's chunk size")
+    parser.add_argument("--new", type=int, default=16, help="films that arrive before the second rerun")
     args = parser.parse_args()
     data = os.environ.get("PNEUMO_BATCH_DATA")
     if not data:
         sys.exit("set PNEUMO_BATCH_DATA to the PneumoniaMNIST .npz (the JPEGs sit beside it)")
     jpegs = sorted((Path(data).parent / "xray_jpegs").glob("*/*.jpeg"))
-    print(f"{cpu_model()}; {os.cpu_count()} cores visible; Python {platform.python_version()}; "
-          f"score --workers {args.workers} --batch-size {args.batch_size}", flush=True)
+    print(f"{cpu_description()}; {os.cpu_count()} cores visible; load average {os.getloadavg()[0]:.1f}; "
+          f"Python {platform.python_version()}; score --workers {args.workers} --batch-size {args.batch_size}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as scratch_name:
         scratch = Path(scratch_name)
         folder = scratch / "films"
         folder.mkdir()
-        films = [film for _ in range(args.copies) for path in jpegs if (film := jpeg_film(path, NIGHT))]
+        everything = [film for _ in range(args.copies) for path in jpegs if (film := jpeg_film(path, NIGHT))]
+        films, arrivals = everything[: len(everything) - args.new], everything[len(everything) - args.new :]
         for index, film in enumerate(films):
             (folder / f"{index:05d}.dcm").write_bytes(film.part10)
         megabytes = sum(len(film.part10) for film in films) / 1e6
@@ -100,12 +117,22 @@ def main() -> None:
             for film in films:
                 server.upload(film.part10)
             env[AUTH_ENV] = f"{server.user}:{server.password}"
-            pacs_args = [server.dicomweb_url, "--study-date", NIGHT, *common]
-            for label, extra in (("score PACS:", []), ("score PACS --send-results:", ["--send-results"]),
-                                 ("score PACS --send-results (rerun):", ["--send-results"])):
-                seconds, line = score_seconds([*pacs_args, "--out", str(scratch / "pacs.parquet"), *extra], env)
-                print(f"  {label:34s} {len(films) / seconds:7.1f} images/s  "
-                      f"({folder_s / seconds:.2f}x the folder; {line})", flush=True)
+            pacs_args = [server.dicomweb_url, "--study-date", NIGHT, *common, "--out", str(scratch / "pacs.parquet")]
+            first_s, line = score_seconds(pacs_args, env)
+            print(f"  score PACS:                        {len(films) / first_s:7.1f} images/s  "
+                  f"({folder_s / first_s:.2f}x the folder; {line})", flush=True)
+            seconds, line = score_seconds(pacs_args, env)
+            print(f"  rerun, same --out, nothing new:    {seconds:7.1f} s, {first_s / seconds:.1f}x faster than the "
+                  f"first run ({line})", flush=True)
+            for film in arrivals:
+                server.upload(film.part10)
+            seconds, line = score_seconds(pacs_args, env)
+            print(f"  rerun after {len(arrivals)} new films:        {seconds:7.1f} s, {first_s / seconds:.1f}x faster than "
+                  f"scoring all again ({line})", flush=True)
+            total = len(films) + len(arrivals)
+            for label in ("--send-results (rows reused):", "--send-results again:"):
+                seconds, line = score_seconds([*pacs_args, "--send-results"], env)
+                print(f"  {label:34s} {seconds:7.1f} s, {total / seconds:.1f} films/s ({line})", flush=True)
 
             pacs = source_for(server, settings=replace(FAST, retries=4))
             start = time.perf_counter()

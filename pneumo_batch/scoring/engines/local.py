@@ -114,9 +114,9 @@ class LocalEngine:
             "scope_gate": (artifact.scope_gate_entry or {}).get("sha256") if base.scope_gate is not None else None,
         }
         identity = row_identity(artifact, base, request.scorer_factory, request.header_rules)
-        reused = ReusedRows.none(base.schema) if request.overwrite else ReusedRows.from_output(
-            request.reuse_from or out_path, source, identity, base.schema)
         with WorkDir.open(out_path, fingerprint) as work:
+            reused = ReusedRows.none(base.schema) if request.overwrite else ReusedRows.from_output(
+                request.reuse_from or out_path, source, identity, base.schema)  # under the lock: OUT holds still
             context = _ChunkContext(
                 **{**vars(base), "run_id": work.run_id}, parts_dir=str(work.parts), scorer_factory=factory
             )
