@@ -88,7 +88,9 @@ class ReusedRows:
     ) -> ReusedRows:
         """The rows of ``previous`` (a predictions file or a Ray folder) this run may take; none if it may take none."""
         schema = schema.remove_metadata()
-        if source.pacs is None or previous is None or not previous.exists() or not _same_run(previous, source, identity):
+        if source.pacs is None or previous is None or not previous.exists():
+            return cls.none(schema)
+        if not _same_run(previous, source, identity):
             return cls.none(schema)
         table = _read(previous, schema)
         if table is None:  # damaged: score the night again rather than trust part of it

@@ -16,7 +16,7 @@ from pacs.pacs_corpus import FAST, Film, synthetic_film
 from pneumo_batch.inputs.pacs import PacsOptions
 from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.pacs import InstanceRef, PacsSource, RetrievedInstance, parse_study_date
-from pneumo_batch.scoring import score_batch
+from pneumo_batch.scoring import Engine, read_predictions_folder, score_batch
 
 
 @pytest.fixture
@@ -105,3 +105,23 @@ def test_error_rows_and_rows_of_another_model_are_fetched_again_and_overwrite_fe
     assert table.column("image_id").to_pylist() == sorted(uids)
     run(retrained, overwrite=True)
     assert sorted(retrieved) == sorted(uids)
+
+
+def test_a_ray_rerun_with_nothing_new_starts_no_ray_and_fetches_nothing(
+    orthanc: OrthancServer, pacs_auth: None, retrieved: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    night = "20261116"
+    upload(orthanc, [synthetic_film("DX", night, seed=130 + i) for i in range(3)])
+    options = PacsOptions(parse_study_date(night), settings=FAST)
+    local = score_batch(orthanc.dicomweb_url, tmp_path / "local.parquet", workers=0, pacs=options)
+
+    def no_ray(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Ray was started for a run with nothing to score")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    retrieved.clear()
+    summary = score_batch(orthanc.dicomweb_url, tmp_path / "ray", engine=Engine.RAY, pacs=options, reuse_from=local.out)
+    assert retrieved == [] and (summary.rows, summary.rows_reused) == (3, 3)
+    assert read_predictions_folder(tmp_path / "ray").equals(pq.read_table(local.out))

@@ -163,20 +163,20 @@ def _score(request: ScoreRequest, *, num_cpus: int | None) -> RayScoreSummary:
     staging.mkdir()
     try:
         connecting = time.perf_counter()
-        with _ray_session(ray_address, num_cpus) as ray_module:
+        remaining = reused.remaining(source)  # none left (a PACS rerun with nothing new): no Ray to start
+        with _ray_session(ray_address, num_cpus) if remaining.num_rows else contextlib.nullcontext() as ray_module:
             ray_start = time.perf_counter() - connecting
-            cpus = _cluster_cpus(ray_module)
+            cpus = _cluster_cpus(ray_module) if ray_module else 0
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
                 scope_gate_applied=context.scope_gate is not None, header_rules=header_rules, row_identity=identity,
             )
-            factory: ScorerFactory = scorer_factory or _ShippedModel(
-                ray_module.put(model_content), artifact.scoring_file()[1], artifact.output
-            )
+            shipped = ray_module.put(model_content) if ray_module else model_content
+            factory: ScorerFactory = scorer_factory or _ShippedModel(shipped, artifact.scoring_file()[1], artifact.output)
             with PartWriter(staging, schema.with_metadata(metadata)) as writer:
                 rows, errors = _run(
-                    ray_module, reused.remaining(source), batch_size, context, factory, cpus, writer, reused,
+                    ray_module, remaining, batch_size, context, factory, cpus, writer, reused,
                     progress=request.progress, clock=clock,
                 )
             parts = writer.parts
@@ -206,7 +206,7 @@ def _run(
     progress: ProgressCallback | None,
     clock: float,
 ) -> tuple[int, int]:
-    """Score every block on Ray and write the results in input order (``reused`` rows merged in); return (rows, errors)."""
+    """Score every block on Ray, write them in input order (``reused`` rows merged in); return (rows, errors)."""
     total = source.num_rows + reused.count
     if progress is not None:
         progress(Progress(0, total, 0, time.perf_counter() - clock, 0))
