@@ -13,10 +13,12 @@ import pytest
 from orthanc import OrthancServer
 from pacs.pacs_corpus import FAST, Film, synthetic_film
 
+from pneumo_batch.errors import PacsUnavailableError
 from pneumo_batch.inputs.pacs import PacsOptions
 from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.pacs import InstanceRef, PacsSource, RetrievedInstance, parse_study_date
-from pneumo_batch.scoring import Engine, read_predictions_folder, score_batch
+from pneumo_batch.predictions import output_schema
+from pneumo_batch.scoring import Engine, ReusedRows, read_predictions_folder, score_batch
 
 
 @pytest.fixture
@@ -125,3 +127,48 @@ def test_a_ray_rerun_with_nothing_new_starts_no_ray_and_fetches_nothing(
     summary = score_batch(orthanc.dicomweb_url, tmp_path / "ray", engine=Engine.RAY, pacs=options, reuse_from=local.out)
     assert retrieved == [] and (summary.rows, summary.rows_reused) == (3, 3)
     assert read_predictions_folder(tmp_path / "ray").equals(pq.read_table(local.out))
+
+
+def test_reused_rows_are_merged_into_new_chunks_in_id_order_each_once() -> None:
+    schema = output_schema(["screening"], pa.schema([]))
+
+    def rows(ids: str) -> pa.Table:
+        return pa.Table.from_pylist([{"image_id": uid, "status": "ok"} for uid in ids], schema=schema)
+
+    reused = ReusedRows(rows("bdfh"), list("bdfh"))
+    merged = [reused.merge(chunk) for chunk in (rows("ac"), rows("e"), rows("g"))] + [reused.rest()]
+    assert ["".join(table.column("image_id").to_pylist()) for table in merged] == ["abc", "de", "fg", "h"]
+    assert all(table.schema == schema for table in merged)
+
+
+def test_a_rerun_stopped_by_an_outage_leaves_out_alone_and_the_next_one_fetches_only_the_rest(
+    orthanc: OrthancServer, pacs_auth: None, retrieved: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    night = "20261115"
+    old = upload(orthanc, [synthetic_film("DX", night, seed=140 + i) for i in range(4)])
+    options = PacsOptions(parse_study_date(night), settings=FAST)
+    out = tmp_path / "night.parquet"
+    score_batch(orthanc.dicomweb_url, out, workers=0, batch_size=2, pacs=options)
+    before = pq.read_table(out)
+    new = upload(orthanc, [synthetic_film("CR", night, seed=150 + i) for i in range(4)])
+
+    counting = PacsSource.retrieve
+
+    def outage_after_two(self: PacsSource, ref: InstanceRef) -> RetrievedInstance:
+        if len(retrieved) >= 2:  # the second chunk of new films meets a PACS that stopped answering
+            raise PacsUnavailableError("PACS unavailable at the test's Orthanc: simulated")
+        return counting(self, ref)
+
+    retrieved.clear()
+    with monkeypatch.context() as outage:
+        outage.setattr(PacsSource, "retrieve", outage_after_two)
+        with pytest.raises(PacsUnavailableError, match="run the same command again to resume"):
+            score_batch(orthanc.dicomweb_url, out, workers=0, batch_size=2, pacs=options)
+    assert pq.read_table(out).equals(before) and len(retrieved) == 2
+
+    first_chunk = list(retrieved)
+    retrieved.clear()
+    summary = score_batch(orthanc.dicomweb_url, out, workers=0, batch_size=2, pacs=options)
+    assert sorted(retrieved + first_chunk) == sorted(new)  # nothing fetched twice, the old films not at all
+    assert (summary.rows, summary.rows_reused, summary.rows_scored) == (8, 4, 2)
+    assert pq.read_table(out).column("image_id").to_pylist() == sorted(old + new)
