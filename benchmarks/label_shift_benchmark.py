@@ -52,10 +52,10 @@ The alerts are the monitor's rules with its false-alarm budget
 (``MonitoringRules.false_alarm_rate``, split evenly over the three
 label-free tests, each at ``test_alpha``):
 
-- out of scope: every film is flagged by the gate with probability its
-  validated false-flag rate (the model metadata's), the flagged films leave
-  the night, and the exact binomial test runs at ``test_alpha`` (the gate
-  itself is not run: acquisition changes do not add flags here);
+- out of scope: beside the night's in-scope films, the gate falsely flags
+  Binomial(size, its validated false-flag rate) more (the model metadata's
+  rate), and the exact binomial test runs on them at ``test_alpha`` (the
+  gate itself is not run: acquisition changes add no flags here);
 - class balance: the ``1 - 2 test_alpha`` interval of the BBSE estimate lies
   wholly outside the training prevalence +/- ``--tolerance`` (``balance_em``:
   EM's);
@@ -216,12 +216,11 @@ def run_setting(
             rng = np.random.default_rng([SEED + 1, size, list(KINDS).index(kind), setting_index])
             cbpe_nights = []
             for night_index in range(args.nights):
-                picked = draw_night(labels, pool, size, target, night_rng, replace)
-                # the gate's validated false flags: those films leave the night, the scope test counts them
-                gated = night_rng.random(len(picked)) < false_flag_rate
-                scope = out_of_scope_test(int(gated.sum()), len(picked), false_flag_rate=false_flag_rate, alpha=level)
+                night = source.iloc[draw_night(labels, pool, size, target, night_rng, replace)]
+                # the gate's validated false flags: films beside the night's in-scope ones, counted by the scope test
+                gated = int(night_rng.binomial(size, false_flag_rate))
+                scope = out_of_scope_test(gated, size + gated, false_flag_rate=false_flag_rate, alpha=level)
                 scope_old = scope.p_value < OLD_LEVEL
-                night = source.iloc[picked[~gated]]
                 scores, truth = night["p_pneumonia"].to_numpy(), night["label"].to_numpy()
                 bbse = ls.estimate_prevalence(validation, scores, rng=rng, method="bbse")
                 em = ls.estimate_prevalence(validation, scores, rng=rng, method="em")
@@ -374,6 +373,8 @@ def main() -> None:
                                               {"scores": profile_rows["p_pneumonia"].to_numpy(),
                                                "labels": profile_rows["label"].to_numpy()}, threshold)
                 nannyml_frames.append(estimates.assign(setting=name))
+            if args.rows_out:  # a setting's rows are kept even if a later one fails
+                pd.DataFrame(rows).to_parquet(args.rows_out.with_suffix(".partial.parquet"))
     frame = pd.DataFrame(rows)
     if nannyml_frames:
         frame = frame.merge(pd.concat(nannyml_frames), on=["setting", "size", "kind", "night"], how="left")
