@@ -114,6 +114,31 @@ def test_100_in_distribution_films_are_a_quiet_night(nights, tmp_path):
     assert performance["expected_missed"]["low"] <= performance["expected_missed"]["value"] < 5
 
 
+def test_1000_films_like_training_at_30_percent_are_a_class_balance_alert_not_drift(nights, pneumoniamnist, tmp_path):
+    """Pure label shift at 1,000 films: training films held out of the reference, no film twice.
+
+    Test-split nights cannot show this: their normal films differ from
+    training normals (0.26 SD in sharpness and saturated share, 1.5 SD in
+    score), which 700 normals a night make significant; nor has the test
+    split 700 normal films to draw without replacement.
+    """
+    images, labels = pneumoniamnist.train.images, pneumoniamnist.train.labels.reshape(-1)
+    rng = np.random.default_rng(31)
+    normals, sick = rng.permutation(np.flatnonzero(labels == 0)), rng.permutation(np.flatnonzero(labels == 1))
+    night = np.concatenate((normals[:700], sick[:300]))
+    # the reference: other training films (all 514 other normals, enough pneumonia to resample them to 30 %)
+    held = np.concatenate((normals[700:], sick[300:1300]))
+    thresholds = {point.name: point.threshold for point in nights.model.operating_points}
+    scores = nights.scorer.predict(pixels_to_model_input(images[held]))
+    reference = reference_profile_frame(images[held], labels[held], scores, thresholds, model_version=nights.model.version)
+    out = tmp_path / "report"
+    build_monitoring_report(nights.frame(images[night]), reference, out, model_metadata=nights.model.metadata)
+    data = json.loads((out / "summary.json").read_text())
+    assert data["class_balance_alert"] is True and data["drift_detected"] is False, data["alerts"]
+    assert abs(data["prevalence_estimate"]["value"] - 0.30) < 0.04
+    assert data["alerts"] == [next(a for a in data["alerts"] if a.startswith("class balance"))]
+
+
 @pytest.mark.parametrize(
     "kind", ["blur", *(pytest.param(kind, marks=pytest.mark.slow) for kind in ("contrast", "gamma", "noise", "resolution"))]
 )
