@@ -10,16 +10,19 @@ outliers of ``outliers/``, then prints the share flagged out of scope:
   originals); never used for fitting or thresholds;
 - full-size pediatric films, cross-fitted: each film judged by a gate fitted
   without its fold (the image model and the exposure head learn from films);
-- every outlier category, twice: with the gate fitted on all sources
-  ("seen", optimistic for the head) and **held-out source**: each image
+- every outlier category: with the gate fitted on all sources
+  ("seen", optimistic for the head); **held-out source**: each image
   judged by a gate whose exposure head never saw its source (a source that
-  spans categories, like radiologymc, is held out of all of them); and
-  held-out category: the head saw none of that category;
+  spans categories, like radiologymc, is held out of all of them);
+  held-out category: the head saw none of that category; and no head: the
+  one-class parts and the colour rule alone;
 - synthetic out-of-distribution images made from films and from scratch
   (never seen by any component);
 - the gate's cost: :func:`pneumo_batch.scoring.score_batch` over the shared
   films with the model directory as shipped and with a copy that has no
-  gate, alternating in one run (CPU time, one process).
+  gate, alternating in one run (CPU time, one process), then each part the
+  gate adds (thumbnail, feature outputs, statistics and verdicts) timed
+  against the same step without it.
 
 The one-class components never see an outlier, so only the head's figures
 change when a source is held out.
@@ -41,6 +44,8 @@ from PIL import Image, ImageDraw
 from pneumo_batch.dataset import read_npz
 from pneumo_batch.imaging.decoders import decode
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
+from pneumo_batch.imaging.raster import JPEG_DRAFT_MIN_SIDE
+from pneumo_batch.imaging.thumbnail import image_thumbnail
 from pneumo_batch.model import SCOPE_GATE_KEY, Scorer, load_model, read_metadata, write_metadata
 from pneumo_batch.scope.exposure import outlier_paths
 from pneumo_batch.scope.fit import FitInputs, collect_fit_inputs, fit_class_conditional, fit_gate, held_out_film_flags
@@ -76,31 +81,37 @@ def main() -> None:
 
     rows = []
     test = scorer.predict_with_features(pixels_to_model_input(dataset.test.images)).features
-    rows.append(("pneumoniamnist_test", len(test), _flagged(full, test, None), None, None))
-    rows.append(("pediatric_films (cross-fitted)", len(inputs.film_features), float(held_out_film_flags(inputs, network).mean()), None, None))
+    rows.append(("pneumoniamnist_test", len(test), _flagged(full, test, None), None, None, None))
+    rows.append(("pediatric_films (cross-fitted)", len(inputs.film_features), float(held_out_film_flags(inputs, network).mean()), None, None, None))
     seen = ~full.assess(inputs.outlier_features, inputs.outlier_statistics).in_scope
     held_source = _held_out_source(inputs, network)
+    one_class = fit_gate(inputs, exclude_sources=tuple(sorted(set(sources))), network_model=network)
+    no_head = ~one_class.assess(inputs.outlier_features, inputs.outlier_statistics).in_scope
     for category in sorted(set(categories)):
         member = categories == category
         held_category = fit_gate(inputs, exclude_sources=tuple(sorted(set(np.asarray(sources)[member]))),
                                  network_model=network)
         own = _flagged(held_category, inputs.outlier_features[member], inputs.outlier_statistics[member])
-        rows.append((category, int(member.sum()), seen[member].mean(), held_source[member].mean(), own))
+        rows.append((category, int(member.sum()), seen[member].mean(), held_source[member].mean(), own,
+                     no_head[member].mean()))
         for source in sorted(set(np.asarray(sources)[member])):
             part = member & (np.asarray(sources) == source)
-            rows.append((f"  {category}/{source}", int(part.sum()), seen[part].mean(), held_source[part].mean(), None))
+            rows.append((f"  {category}/{source}", int(part.sum()), seen[part].mean(), held_source[part].mean(), None,
+                         no_head[part].mean()))
     for name, images in synthetic_images(args.data / "xray_jpegs").items():
         decoded = [decode(data) for data in images]
         features = scorer.predict_with_features(pixels_to_model_input(np.stack([d.pixels for d in decoded]))).features
         statistics = statistics_or_nan([d.thumbnail for d in decoded])
-        rows.append((f"synthetic: {name}", len(images), _flagged(full, features, statistics), None, None))
+        rows.append((f"synthetic: {name}", len(images), _flagged(full, features, statistics), None, None, None))
 
-    print(f"\n{'images':40s}{'n':>5s}{'flagged':>10s}{'held-out src':>14s}{'held-out cat':>14s}  goal")
-    for name, count, flagged, held, category_held in rows:
+    print(f"\n{'images':40s}{'n':>5s}{'flagged':>10s}{'held-out src':>14s}{'held-out cat':>14s}{'no head':>10s}  goal")
+    for name, count, flagged, held, category_held, without_head in rows:
         goal = GOALS.get(name.split(" ")[0].split(":")[0], "")
-        print(f"{name:40s}{count:>5d}{_pct(flagged):>10s}{_pct(held):>14s}{_pct(category_held):>14s}  {goal}")
+        print(f"{name:40s}{count:>5d}{_pct(flagged):>10s}{_pct(held):>14s}{_pct(category_held):>14s}"
+              f"{_pct(without_head):>10s}  {goal}")
     print("\nflagged: gate fitted on everything; held-out src: the head never saw the image's source;"
-          " held-out cat: the head saw no image of that category.")
+          " held-out cat: the head saw no image of that category; no head: the one-class parts and the colour"
+          " rule alone (no outlier seen).")
     print_cost(args.model, args.data / "xray_jpegs")
 
 
@@ -153,13 +164,14 @@ def _screenshot(rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def print_cost(model_dir: Path, film_dir: Path, repeats: int = 9) -> None:
+def print_cost(model_dir: Path, film_dir: Path, repeats: int = 15) -> None:
     """CPU time of ``score_batch`` over the films with the gate and without it (a copy of the model directory).
 
-    One process (``workers=0``); each repeat runs both, one after the other,
-    so that load on the shared machine affects the pair alike, and the
-    figure is the median of the pairs' ratios (with the range). CPU time,
-    not wall time, because the machine is shared.
+    One process (``workers=0``); each repeat runs both, one after the other
+    (the order alternates), so that load on the shared machine affects the
+    pair alike, and the figure is the median of the pairs' ratios (with the
+    range). CPU time, not wall time, because the machine is shared. Then the
+    gate's parts, timed the same way.
     """
     with tempfile.TemporaryDirectory() as scratch:
         bare = Path(scratch) / "no-gate"
@@ -186,6 +198,50 @@ def print_cost(model_dir: Path, film_dir: Path, repeats: int = 9) -> None:
         print(f"  {name:14s}median {np.median(values) / count * 1e3:7.3f}  best {min(values) / count * 1e3:7.3f}")
     print(f"  gate cost: median of paired ratios +{(np.median(ratios) - 1) * 100:.1f} % "
           f"(range {(ratios.min() - 1) * 100:+.1f} to {(ratios.max() - 1) * 100:+.1f} %; the budget is +10 %)")
+    print_parts(model_dir, film_dir, repeats)
+
+
+def print_parts(model_dir: Path, film_dir: Path, repeats: int) -> None:
+    """CPU ms per image of each part the gate adds, against the same part without it, interleaved per repeat."""
+    artifact = load_model(model_dir)
+    gate = artifact.scope_gate()
+    assert gate is not None
+    files = [(path.read_bytes(), path.suffix) for path in sorted(film_dir.rglob("*.jpeg"))]
+    plain, with_features = Scorer(artifact.variant_path().read_bytes(), output=artifact.output), artifact.scorer()
+    decoded = [decode(data, suffix) for data, suffix in files]
+    model_input = pixels_to_model_input(np.stack([image.pixels for image in decoded]))
+    features = with_features.predict_with_features(model_input).features
+    thumbnails = [image.thumbnail for image in decoded]
+    opened = [_drafted(data) for data, _ in files]
+    parts = {
+        "decode (no thumbnail)": lambda: [decode(data, suffix, with_thumbnail=False) for data, suffix in files],
+        "thumbnail": lambda: [image_thumbnail(image) for image in opened],
+        "network": lambda: plain.predict(model_input),
+        "network + features": lambda: with_features.predict_with_features(model_input),
+        "statistics + verdicts": lambda: gate.judge(features, thumbnails),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, part in parts.items():
+            start = time.process_time()
+            part()
+            seconds[name].append(time.process_time() - start)
+    median = {name: float(np.median(values)) / len(files) * 1e3 for name, values in seconds.items()}
+    print(f"\nthe gate's parts, CPU ms per image (median of {repeats}, interleaved):")
+    for name, value in median.items():
+        print(f"  {name:24s}{value:7.3f}")
+    added = median["thumbnail"] + median["network + features"] - median["network"] + median["statistics + verdicts"]
+    base = median["decode (no thumbnail)"] + median["network"]
+    print(f"  added by the gate: {added:.3f} ms, +{added / base * 100:.1f} % of decode + network "
+          "(score_batch does more per image than these two)")
+
+
+def _drafted(data: bytes) -> Image.Image:
+    """A film opened and decoded as :func:`decode_image` does it, for timing the thumbnail alone."""
+    image = Image.open(io.BytesIO(data))
+    image.draft(None, (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
+    image.load()
+    return image
 
 
 def _pct(value: float | None) -> str:

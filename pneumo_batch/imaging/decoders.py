@@ -27,15 +27,15 @@ class Decoder:
     name: str
     claims: Callable[[bytes, str], bool]
     """``claims(data, suffix)``: is this file this decoder's (``suffix`` lower case with its dot, or "")?"""
-    decode: Callable[[bytes], DecodedImage]
-    """Raises :class:`ImageError` with a one-line reason (never a path or a header value)."""
+    decode: Callable[[bytes, bool], DecodedImage]
+    """``decode(data, with_thumbnail)``; the scope gate's thumbnail only when asked. Raises :class:`ImageError` with a one-line reason (never a path or a header value)."""
 
 
 def _is_dicom(data: bytes, suffix: str) -> bool:
     return suffix in DICOM_SUFFIXES or looks_like_dicom(data) or looks_like_headerless_dicom(data)
 
 
-def _decode_dicom(data: bytes) -> DecodedImage:
+def _decode_dicom(data: bytes, with_thumbnail: bool) -> DecodedImage:
     decoded = decode_dicom(data)
     return DecodedImage(
         pixels=image_to_pixels(decoded.image),
@@ -44,7 +44,7 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         mode=decoded.image.mode,
         format="DICOM",
         header=decoded.header,
-        thumbnail=image_thumbnail(decoded.image),
+        thumbnail=image_thumbnail(decoded.image) if with_thumbnail else None,
     )
 
 
@@ -54,12 +54,15 @@ DECODERS: tuple[Decoder, ...] = (
 )
 
 
-def decode(data: bytes, suffix: str = "") -> DecodedImage:
-    """Decode a file's bytes with the first decoder in :data:`DECODERS` that claims them."""
+def decode(data: bytes, suffix: str = "", *, with_thumbnail: bool = True) -> DecodedImage:
+    """Decode a file's bytes with the first decoder in :data:`DECODERS` that claims them.
+
+    ``with_thumbnail`` False skips the scope gate's thumbnail: scoring without a gate does not pay for it.
+    """
     suffix = suffix.lower()
     for decoder in DECODERS:
         if decoder.claims(data, suffix):
-            return decoder.decode(data)
+            return decoder.decode(data, with_thumbnail)
     raise ImageError("not a recognised image file")
 
 

@@ -57,8 +57,10 @@ class DecodedImage:
     """The whole frame at 64 px for the pixel scope gate, from the same decode (None for images under 64 px)."""
 
 
-def decode_image(source: bytes | str | Path) -> DecodedImage:
+def decode_image(source: bytes | str | Path, with_thumbnail: bool = True) -> DecodedImage:
     """Decode an image file (path or encoded bytes) into the model's 28x28 pixels.
+
+    ``with_thumbnail`` False skips the scope gate's thumbnail (a model without a gate has no use for it).
 
     Raises :class:`ImageError` with a one-line reason for anything that is
     not a readable image of a supported mode, or that is larger than
@@ -94,7 +96,7 @@ def decode_image(source: bytes | str | Path) -> DecodedImage:
                     # so the scope gate sees a colour photo as one (greyscale files: identical pixels)
                     image.draft(None, (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
                 image.load()
-                thumbnail = image_thumbnail(image)
+                thumbnail = image_thumbnail(image) if with_thumbnail else None
                 pixels = image_to_pixels(image)
     except ImageError:
         raise

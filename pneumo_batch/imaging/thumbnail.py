@@ -46,27 +46,26 @@ def image_thumbnail(image: Image.Image) -> Thumbnail | None:
         raise ImageError(f"image has no pixels ({width}x{height})")
     if min(width, height) < THUMBNAIL:
         return None
-    return Thumbnail(grey=_grey(image), colour_chroma=_colour_chroma(image), log_aspect=float(np.log(width / height)))
+    grey, chroma = _grey_and_chroma(image)
+    return Thumbnail(grey=grey, colour_chroma=chroma, log_aspect=float(np.log(width / height)))
 
 
-def _colour_chroma(image: Image.Image) -> float:
-    """Mean of (max - min) over the RGB channels, 0..1; 0 for any greyscale mode."""
-    if image.mode not in _COLOUR_MODES:
-        return 0.0
-    small = image.convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR)
-    rgb = np.asarray(small, dtype=np.float32)
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / 255.0)
+def _grey_and_chroma(image: Image.Image) -> tuple[np.ndarray, float]:
+    """The 64 px greyscale frame and the mean (max - min) of R, G, B in 0..1 (0 for greyscale modes).
 
-
-def _grey(image: Image.Image) -> np.ndarray:
+    Area averaging (BOX) is the cheapest resize that does not alias; a colour
+    image is reduced once, in colour, and both come from the small copy.
+    """
+    size = (THUMBNAIL, THUMBNAIL)
     mode = image.mode
     if mode in _WIDE_MODES:
         values = np.asarray(image, dtype=np.float32)
-        grey = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), mode="L")
-    elif mode == "L":
-        grey = image
-    elif mode in _COLOUR_MODES or mode in {"LA", "La"}:
-        grey = image.convert("RGB").convert("L")
-    else:
-        grey = image.convert("L")
-    return np.asarray(grey.resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR), dtype=np.uint8)
+        wide = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), mode="L")
+        return np.asarray(wide.resize(size, Image.Resampling.BOX), dtype=np.uint8), 0.0
+    if mode in _COLOUR_MODES:
+        small = (image if mode == "RGB" else image.convert("RGB")).resize(size, Image.Resampling.BOX)
+        rgb = np.asarray(small, dtype=np.int16)
+        chroma = float((rgb.max(axis=2) - rgb.min(axis=2)).mean() / 255.0)
+        return np.asarray(small.convert("L"), dtype=np.uint8), chroma
+    grey = image if mode == "L" else image.convert("L")
+    return np.asarray(grey.resize(size, Image.Resampling.BOX), dtype=np.uint8), 0.0

@@ -41,7 +41,9 @@ from pneumo_batch.scope.image_stats import COLOUR, STATISTIC_NAMES, statistics_o
 
 GATE_FILE = "scope_gate.npz"
 FEATURES_MODEL_FILE = "model_int8_features.tflite"
-FORMAT_VERSION = 1
+#: 2: statistics of an area-averaged thumbnail, with a 4x4 layout grid and edge orientation (a format-1
+#: gate was fitted on statistics computed differently, so it is refused rather than misjudged).
+FORMAT_VERSION = 2
 #: Activations are non-negative and right-skewed; their log is closer to Gaussian.
 LOG_OFFSET = 0.05
 #: Mean chroma (max - min of R, G, B, 0..1) above which an image counts as
@@ -124,7 +126,10 @@ class ScopeGate:
         colour = seen & (np.nan_to_num(statistics[:, COLOUR]) > self.colour_chroma)
         score = np.maximum(np.maximum(network, image), head).astype(np.float32)
         in_scope = (score <= 1.0) & ~colour
-        reasons = [_reason(*row) for row in zip(in_scope, colour, network, image, head, score)]
+        reasons: list[str | None] = [None] * len(score)
+        evidence = np.argmax(np.column_stack([network, image, head]), axis=1)
+        for row in np.flatnonzero(~in_scope).tolist():
+            reasons[row] = _reason(bool(colour[row]), int(evidence[row]), float(score[row]))
         return GateVerdicts(scope_score=score, in_scope=in_scope, scope_reason=reasons)
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -183,7 +188,8 @@ def read_gate(path: Path) -> ScopeGate:
     try:
         with np.load(path, allow_pickle=False) as data:
             if int(data["format_version"]) != FORMAT_VERSION:
-                raise ModelError(f"{path}: gate format {int(data['format_version'])}, this pneumo-batch reads {FORMAT_VERSION}")
+                raise ModelError(f"{path}: gate format {int(data['format_version'])}, this pneumo-batch reads "
+                                 f"{FORMAT_VERSION}; refit it: pneumo-batch fit-scope MODEL_DIR")
             return ScopeGate(
                 class_means=data["class_means"].astype(np.float64),
                 network_whitening=data["network_whitening"].astype(np.float64),
@@ -212,10 +218,8 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * values))
 
 
-def _reason(in_scope: bool, colour: bool, network: float, image: float, head: float, score: float) -> str | None:
-    if in_scope:
-        return None
+def _reason(colour: bool, evidence: int, score: float) -> str:
+    """The reason of an out-of-scope row: colour, else the component furthest past its threshold."""
     if colour:
         return "unlike training images: colour image"
-    evidence = _EVIDENCE[int(np.argmax([network, image, head]))]
-    return f"unlike training images: {evidence} (score {score:.2f} > 1.00)"
+    return f"unlike training images: {_EVIDENCE[evidence]} (score {score:.2f} > 1.00)"

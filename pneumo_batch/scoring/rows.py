@@ -121,6 +121,7 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
     headers: list[DicomHeader | None] = [None] * count
     thumbnails: list[Thumbnail | None] = [None] * count
     root = context.root
+    with_thumbnail = context.scope_gate is not None
     # A fetcher yields lazily (bounded memory); PACS unavailability stops the chunk, not one row.
     values = sources if context.fetcher is None else context.fetcher(table)
     for row, value in enumerate(values):
@@ -133,9 +134,9 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
                 target = shown[row] if root is None else resolve_path(value, context.base_dir, root)
                 if not value:
                     raise ImageError("empty path")
-                decoded = decode(read_file(target), os.path.splitext(value)[1])
+                decoded = decode(read_file(target), os.path.splitext(value)[1], with_thumbnail=with_thumbnail)
             else:
-                decoded = decode(value)
+                decoded = decode(value, with_thumbnail=with_thumbnail)
         except ImageError as error:
             errors[row] = str(error)
             headers[row] = header_of(error)
