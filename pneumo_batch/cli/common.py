@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from types import FrameType
 
 import typer
 
@@ -34,6 +32,7 @@ from pneumo_batch.errors import (
     PneumoBatchError,
     one_line,
 )
+from pneumo_batch.interruptions import raising_on_signals
 
 #: Set to 1 (or pass ``--debug``) to print the traceback of an error as well.
 DEBUG_ENV = "PNEUMO_BATCH_DEBUG"
@@ -118,7 +117,7 @@ def domain_errors() -> Iterator[None]:
     :attr:`ExitCode.JOB_FAILED`.
     """
     try:
-        with _signals_interrupt():
+        with raising_on_signals():
             yield
     except Interrupted as stop:
         _stopped(stop)
@@ -168,22 +167,3 @@ def _describe_os_error(error: OSError) -> str:
     """The system's phrase for the error number first (``No space left on device``), then the file if known."""
     reason = os.strerror(error.errno) if error.errno else error.strerror or one_line(error)
     return f"{reason}: {error.filename}" if error.filename else reason
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread; a second one acts at once (the default)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(number: int, frame: FrameType | None) -> None:
-        signal.signal(number, signal.SIG_DFL)
-        raise Interrupted(number)
-
-    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -118,16 +118,8 @@ CASES = [
 ]
 
 
-# Known defect (open, issue 12): a Ctrl-C to the whole group can catch a worker that the pool is still
-# starting; it cannot rebuild the pool's semaphore the stopping main process has released, and prints a
-# FileNotFoundError traceback after our one line. Rows, resume and process table are right all the same.
-_GROUP_SIGINT_RACE = pytest.mark.xfail(reason="a worker started during a group SIGINT may print a traceback",
-                                       strict=False)
-
-
 def _case(seed: int, stop: signal.Signals, whole_group: bool):
-    marks = [_GROUP_SIGINT_RACE] if (stop, whole_group) == (signal.SIGINT, True) else []
-    return pytest.param(seed, stop, whole_group, marks=marks, id=f"{seed}-{stop.name}{'-group' if whole_group else ''}")
+    return pytest.param(seed, stop, whole_group, id=f"{seed}-{stop.name}{'-group' if whole_group else ''}")
 
 
 @pytest.mark.slow

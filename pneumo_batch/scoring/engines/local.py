@@ -54,6 +54,7 @@ from pneumo_batch import __version__, storage
 from pneumo_batch import predictions as columns
 from pneumo_batch.errors import InputError, Interrupted, PneumoBatchError
 from pneumo_batch.inputs import PATH_COLUMN, InputSource, chunk_digest, open_input
+from pneumo_batch.interruptions import deferred
 from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.scope.header import describe_header_rules
 from pneumo_batch.scoring import (
@@ -270,7 +271,11 @@ class _PoolExecutor:
         )
 
     def submit(self, task: _ChunkTask) -> Future[int]:
-        return self._pool.submit(_score_in_worker, task)
+        # The pool starts its workers here, on demand. A signal must not cut that half-way: a worker
+        # whose pid the pool never recorded is not waited for when the pool stops, and it then fails
+        # to open the pool's semaphores, already unlinked by the exiting main process, with a traceback.
+        with deferred():
+            return self._pool.submit(_score_in_worker, task)
 
     def close(self) -> None:
         """Cancel the chunks not started, let the running ones finish their parts, end the workers."""

@@ -31,6 +31,10 @@ is built beside ``out`` under a dot-prefixed name and swapped in only when
 complete, so ``out`` is never partial. Unlike the local engine, a run that
 dies is not resumed: the next run starts over.
 
+Stopping. A SIGINT or SIGTERM is held until the block in hand is written
+(:func:`~pneumo_batch.interruptions.deferred`); then closing the Ray Data
+iterator stops its execution, and only then is Ray shut down.
+
 Exactly once. Every row is scored once and written once, even when a
 worker dies and Ray retries:
 
@@ -76,6 +80,7 @@ from pneumo_batch import storage
 from pneumo_batch.errors import InputError, Interrupted, ModelError, PneumoBatchError, one_line, require
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.inputs.pacs import RESTART_HINT, PacsFetcher
+from pneumo_batch.interruptions import deferred, raise_if_stopped
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
 from pneumo_batch.reaper import reaping
 from pneumo_batch.scoring import (
@@ -164,7 +169,10 @@ def _score(request: ScoreRequest, *, num_cpus: int | None) -> RayScoreSummary:
     try:
         connecting = time.perf_counter()
         remaining = reused.remaining(source)  # none left (a PACS rerun with nothing new): no Ray to start
-        with _ray_session(ray_address, num_cpus) if remaining.num_rows else contextlib.nullcontext() as ray_module:
+        session = _ray_session(ray_address, num_cpus) if remaining.num_rows else contextlib.nullcontext()
+        # A stop by signal waits for a safe point (see pneumo_batch.interruptions): never inside Ray's calls.
+        with deferred(), session as ray_module:
+            raise_if_stopped()
             ray_start = time.perf_counter() - connecting
             cpus = _cluster_cpus(ray_module) if ray_module else 0
             metadata = run_metadata(
@@ -234,8 +242,9 @@ def _run(
     data_context.raise_original_map_exception = True  # a ModelError in an actor arrives as itself
 
     rows = errors = scored = 0
-    with _quiet_ray_data_logs(), _domain_errors_from_ray(ray_module):
-        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+    batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    with _quiet_ray_data_logs(), _domain_errors_from_ray(ray_module), contextlib.closing(batches):
+        for batch in batches:
             numbers = batch.column(ROW_NUMBER_COLUMN).to_numpy()
             if not np.array_equal(numbers, np.arange(scored, scored + batch.num_rows)):
                 raise PneumoBatchError(
@@ -248,6 +257,7 @@ def _run(
             errors += pc.sum(pc.equal(table.column(columns.STATUS), columns.STATUS_ERROR)).as_py() or 0
             if progress is not None:
                 progress(Progress(rows, total, errors, time.perf_counter() - clock, rows - scored))
+            raise_if_stopped()  # between blocks: closing the iterator then stops Ray Data's execution in order
     if scored != source.num_rows:
         raise PneumoBatchError(f"Ray returned {scored:,} rows for an input of {source.num_rows:,}; nothing was written")
     writer.write(reused.rest())
