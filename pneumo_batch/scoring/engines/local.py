@@ -115,31 +115,35 @@ class LocalEngine:
             "scope_gate": (artifact.scope_gate_entry or {}).get("sha256") if base.scope_gate is not None else None,
         }
         identity = row_identity(artifact, base, request.scorer_factory, request.header_rules)
-        with WorkDir.open(out_path, fingerprint) as work:
-            reused = ReusedRows.none(base.schema) if request.overwrite else ReusedRows.from_output(
-                request.reuse_from or out_path, source, identity, base.schema)  # under the lock: OUT holds still
-            context = _ChunkContext(
-                **{**vars(base), "run_id": work.run_id}, parts_dir=str(work.parts), scorer_factory=factory
-            )
-            metadata = run_metadata(
-                artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
-                batch_size=request.batch_size, workers=worker_count, scope_gate_applied=base.scope_gate is not None,
-                header_rules=request.header_rules, row_identity=identity,
-            )
-            try:
+        reused_rows = 0  # rows taken over from OUT (a PACS rerun), once read
+        try:
+            with WorkDir.open(out_path, fingerprint) as work:
+                reused = ReusedRows.none(base.schema) if request.overwrite else ReusedRows.from_output(
+                    request.reuse_from or out_path, source, identity, base.schema)  # under the lock: OUT holds still
+                reused_rows = reused.count
+                context = _ChunkContext(
+                    **{**vars(base), "run_id": work.run_id}, parts_dir=str(work.parts), scorer_factory=factory
+                )
+                metadata = run_metadata(
+                    artifact, source, run_id=work.run_id, started_at=work.started_at, root=root_real,
+                    batch_size=request.batch_size, workers=worker_count,
+                    scope_gate_applied=base.scope_gate is not None, header_rules=request.header_rules,
+                    row_identity=identity,
+                )
                 with _executor(worker_count, context) as executor:
                     rows, errors, resumed = _run(
                         reused.remaining(source), request.batch_size, work, executor,
                         context.schema.with_metadata(metadata), reused,
                         window=2 * max(worker_count, 1) + 2, progress=request.progress, clock=clock,
                     )
-            except Interrupted as stop:
-                # The executor has ended its workers; what they finished is on disk.
-                stop.rows_done, stop.rows_total = work.rows_in_parts() + reused.count, source.num_rows
-                raise
-            os.replace(work.final, out_path)
-            storage.sync_folder(out_path.parent)
-            work.remove()
+                os.replace(work.final, out_path)
+                storage.sync_folder(out_path.parent)
+                work.remove()
+        except Interrupted as stop:
+            # Wherever it landed, also while the work folder was being set up: the executor has ended its
+            # workers, and what they finished is on disk.
+            stop.rows_done, stop.rows_total = WorkDir(out_path).rows_in_parts() + reused_rows, source.num_rows
+            raise
         return ScoreSummary(
             out=out_path, run_id=work.run_id, rows=rows, errors=errors,
             seconds=time.perf_counter() - clock, rows_resumed=resumed, rows_reused=reused.count,
