@@ -327,7 +327,8 @@ def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    # Quiet under cron: worker failures come back as exceptions; Ray's own logs stay in its session folder.
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
     # A local instance is this run's: if the run is killed, its processes go too (see pneumo_batch.reaper).
     with reaping() if address is None else contextlib.nullcontext():
         try:
