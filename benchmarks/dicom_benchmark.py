@@ -48,6 +48,7 @@ from pneumo_batch.imaging.dicom import decode_dicom
 from pneumo_batch.imaging.raster import image_to_pixels
 from pneumo_batch.model import default_model_dir, load_model
 from pneumo_batch.scoring import score_batch
+from machine import cpu_description  # benchmarks/machine.py
 
 #: Corpus builders timed, one per transfer syntax (see tests/dicom_corpus.py for the stored values).
 SYNTAXES = {
@@ -61,7 +62,6 @@ SYNTAXES = {
     "JPEG 2000 lossless, 8-bit": "jpeg2000_lossless_8bit",
     "JPEG 2000 lossless, 12-bit": "jpeg2000_lossless_12bit_window",
 }
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile")
 
 
 def main() -> None:
@@ -76,7 +76,7 @@ def main() -> None:
 
     corpus = _load_corpus_builder()
     jpegs = sorted((load_pneumoniamnist(args.data).path.parent / "xray_jpegs").rglob("*.jpeg"))[: args.films]
-    print(f"CPU: {cpu_description()}; {os.cpu_count()} cores visible; Python {platform.python_version()}")
+    print(f"{cpu_description()}; Python {platform.python_version()}")
     artifact = load_model(default_model_dir())
     print(f"{len(jpegs)} films x {args.copies} copies, fastest of {args.rounds} rounds, one process; "
           f"model {artifact.name} {artifact.version}")
@@ -140,20 +140,6 @@ def _fastest(work: Callable[[], object], rounds: int) -> tuple[float, float]:
     return best_cpu, best_wall
 
 
-def cpu_description() -> str:
-    """The CPU model and its SIMD flags, from /proc/cpuinfo (Linux)."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return f"{model} [{' '.join(flag for flag in SIMD_FLAGS if flag in flags) or 'no SIMD flags listed'}]"
 
 
 def _load_corpus_builder():  # noqa: ANN202 - a module

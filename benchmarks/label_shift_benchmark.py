@@ -80,7 +80,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -99,6 +98,7 @@ from pneumo_batch.monitoring import prevalence as ls
 from pneumo_batch.monitoring.performance import estimate_performance
 from pneumo_batch.monitoring.reference import reweighted_reference
 from pneumo_batch.monitoring.scope import out_of_scope_test
+from machine import cpu_description  # benchmarks/machine.py
 
 SEED = 2026
 DRIFT_COLUMNS = (*NUMERIC_IMAGE_FEATURES, "p_pneumonia")
@@ -310,10 +310,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    cpu_lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].strip() for line in cpu_lines if line.startswith("flags")), "")
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; flags: {flags}")
+    print(cpu_description())
     print(f"{args.nights} nights per size and kind; bootstrap {args.bootstrap}; seed {SEED}")
     data = load_pneumoniamnist(args.data)
     model = load_model(args.model)

@@ -38,6 +38,7 @@ from pneumo_batch.errors import ModelError
 from pneumo_batch.model import load_model, write_metadata
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.monitoring.reference import reference_profile_frame, write_predictions_parquet
+from machine import cpu_description  # benchmarks/machine.py
 
 SEED = 7
 
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: shipped, else a stand-in)")
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
+    print(cpu_description(), flush=True)
 
     dataset = load_pneumoniamnist(args.data)
     scorer, metadata = _scorer(args.model)

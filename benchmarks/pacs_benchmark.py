@@ -49,27 +49,13 @@ from orthanc import OrthancServer  # noqa: E402
 from pacs.pacs_corpus import FAST, jpeg_film, source_for  # noqa: E402
 
 from pneumo_batch.pacs import AUTH_ENV, parse_study_date  # noqa: E402
+from machine import cpu_description  # noqa: E402  # benchmarks/machine.py
 
 NIGHT = "20261130"
 
 
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile")
 
 
-def cpu_description() -> str:
-    """The CPU model and its SIMD flags, from /proc/cpuinfo (Linux)."""
-    model, flags = platform.processor() or "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    except OSError:
-        pass
-    return f"{model} [{' '.join(flag for flag in SIMD_FLAGS if flag in flags) or 'no SIMD flags listed'}]"
 
 
 def score_seconds(args: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -94,7 +80,7 @@ def main() -> None:
     if not data:
         sys.exit("set PNEUMO_BATCH_DATA to the PneumoniaMNIST .npz (the JPEGs sit beside it)")
     jpegs = sorted((Path(data).parent / "xray_jpegs").glob("*/*.jpeg"))
-    print(f"{cpu_description()}; {os.cpu_count()} cores visible; load average {os.getloadavg()[0]:.1f}; "
+    print(f"{cpu_description()}; "
           f"Python {platform.python_version()}; score --workers {args.workers} --batch-size {args.batch_size}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="pacs-bench-") as scratch_name:

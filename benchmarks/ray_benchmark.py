@@ -39,6 +39,7 @@ from pneumo_batch.export import export_split
 from pneumo_batch.errors import ModelError
 from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
 from score_benchmark import _cycle_manifest, _replicate  # the same inputs as the local benchmark
+from machine import cpu_description  # benchmarks/machine.py
 
 ENGINES = ("local", "ray")
 
@@ -54,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = load_pneumoniamnist(args.data)
-    print(f"{args.workers} workers / Ray CPUs; {os.cpu_count()} cores visible; "
+    print(f"{cpu_description()}; {args.workers} workers / Ray CPUs; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="ray-benchmark-") as scratch_name:
         scratch = Path(scratch_name)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import platform
 import shutil
 import tempfile
 import time
@@ -52,6 +51,7 @@ from pneumo_batch.scope.fit import FitInputs, collect_fit_inputs, fit_class_cond
 from pneumo_batch.scope.gate import ScopeGate
 from pneumo_batch.scope.image_stats import statistics_or_nan
 from pneumo_batch.scoring import read_run_metadata, score_batch
+from machine import cpu_description  # benchmarks/machine.py
 
 GOALS = {"pneumoniamnist_test": "<= 1 %", "pediatric_films": "<= 2 %", "photos": ">= 95 %", "ct_mri": ">= 95 %",
          "other_xray": ">= 90 %", "adult_cxr": ">= 50 %", "pediatric_other": "reported"}
@@ -252,21 +252,6 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value * 100:.1f} %"
 
 
-def cpu_description() -> str:
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name") and model in ("unknown CPU", platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "amx_tile")
-                    present = set(line.split(":", 1)[1].split())
-                    flags = " ".join(flag for flag in wanted if flag in present)
-                    break
-    except OSError:
-        pass
-    return f"CPU: {model}; flags: {flags or 'unknown'}"
 
 
 if __name__ == "__main__":

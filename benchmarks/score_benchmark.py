@@ -56,6 +56,7 @@ from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.errors import ModelError
 from pneumo_batch.export import export_split
 from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
+from machine import cpu_description  # benchmarks/machine.py
 
 SIZE = 28
 
@@ -80,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="score-benchmark-") as scratch_name:
         scratch = Path(scratch_name)
         keras_model, model_dir = _models(scratch, args.model, args.stand_in)
-        print(f"model for score: {model_dir}; {args.workers} workers; {os.cpu_count()} cores visible", flush=True)
+        print(f"{cpu_description()}; model for score: {model_dir}; {args.workers} workers", flush=True)
         results = []
         if "jpegs" in parts:
             tree = _replicate(jpegs, scratch / "jpegs", args.copies)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.training import PRESETS, train_and_package
+from machine import cpu_description  # benchmarks/machine.py
 
 
 def main() -> None:
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="PneumoniaMNIST .npz (default: $PNEUMO_BATCH_DATA)")
     parser.add_argument("--presets", nargs="+", default=["lesson", "default"], choices=sorted(PRESETS))
     args = parser.parse_args()
+    print(cpu_description(), flush=True)
     dataset = load_pneumoniamnist(args.data)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
