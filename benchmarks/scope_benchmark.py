@@ -56,6 +56,8 @@ from machine import cpu_description  # benchmarks/machine.py
 GOALS = {"pneumoniamnist_test": "<= 1 %", "pediatric_films": "<= 2 %", "photos": ">= 95 %", "ct_mri": ">= 95 %",
          "other_xray": ">= 90 %", "adult_cxr": ">= 50 %", "pediatric_other": "reported"}
 SYNTHETIC_COUNT = 40
+#: Fold splits the films' false-flag rate is repeated over.
+FOLD_SEEDS = 10
 
 
 def main() -> None:
@@ -113,9 +115,11 @@ def main() -> None:
           " held-out cat: the head saw no image of that category; no head: the one-class parts and the colour"
           " rule alone (no outlier seen).")
     # the films' figure rests on 240 films and the fold split: how much it moves with the split's seed
-    by_seed = [float(held_out_film_flags(inputs, network, seed=seed).mean()) for seed in range(4)]
-    print("pediatric_films (cross-fitted) by fold seed 0-3: " + ", ".join(_pct(share) for share in by_seed)
-          + " (the shipped gate: seed 0)")
+    # (repeated cross-validation: the mean over splits is the estimate, the range shows one split's noise)
+    by_seed = [float(held_out_film_flags(inputs, network, seed=seed).mean()) for seed in range(FOLD_SEEDS)]
+    print(f"pediatric_films (cross-fitted) by fold seed 0-{FOLD_SEEDS - 1}: "
+          + ", ".join(_pct(share) for share in by_seed)
+          + f"; mean {_pct(float(np.mean(by_seed)))} (the shipped gate: seed 0)")
     print_cost(args.model, args.data / "xray_jpegs")
 
 

@@ -36,9 +36,10 @@ from pneumo_batch.imaging.decoders import decode
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.model import SCOPE_GATE_KEY, ModelArtifact, Scorer, file_sha256, load_model, write_metadata
 from pneumo_batch.scope import exposure
-from pneumo_batch.scope.gate import COLOUR_CHROMA, FEATURES_MODEL_FILE, LOG_OFFSET, ScopeGate
+from pneumo_batch.scope.gate import COLOUR_CHROMA, FEATURES_MODEL_FILE, LOG_OFFSET, ScopeGate, gaussian_distance
 from pneumo_batch.scope.image_stats import STATISTIC_NAMES, statistics_or_nan
 from pneumo_batch.scope.network import add_feature_outputs
+from pneumo_batch.scope.power import fit_yeo_johnson, yeo_johnson
 
 FILM_SUFFIXES = {".jpeg", ".jpg", ".png"}
 _MIN_FILMS = 30
@@ -49,8 +50,8 @@ HELD_OUT_FOLDS = 10
 METHOD = (
     "max of threshold-relative scores: class-conditional Mahalanobis (Lee et al. 2018, tied Ledoit-Wolf covariance) "
     "on log per-channel means of every ReLU layer, fitted on train, thresholded on val; a Ledoit-Wolf Gaussian on "
-    "full-size image statistics, thresholded on cross-fitted films; an outlier-exposure logistic head (Hendrycks et "
-    "al. 2019) on the same statistics; plus a colour rule"
+    "full-size image statistics, each Yeo-Johnson transformed (Yeo and Johnson 2000), thresholded on cross-fitted "
+    "films; an outlier-exposure logistic head (Hendrycks et al. 2019) on the same statistics; plus a colour rule"
 )
 
 
@@ -193,7 +194,8 @@ def fit_gate(
     means, whitening = network_model or fit_class_conditional(inputs.train_features, inputs.train_labels)
     gate = ScopeGate(
         class_means=means, network_whitening=whitening, network_threshold=1.0, image_columns=(),
-        image_mean=np.zeros(0), image_scale=np.ones(0), image_whitening=np.zeros((0, 0)), image_threshold=1.0,
+        image_mean=np.zeros(0), image_scale=np.ones(0), image_lambdas=np.ones(0), image_centre=np.zeros(0),
+        image_whitening=np.zeros((0, 0)), image_threshold=1.0,
         colour_chroma=COLOUR_CHROMA, head_mean=np.zeros(0), head_scale=np.ones(0), head_weights=np.zeros(0),
         head_threshold=0.0, info={},
     )
@@ -207,9 +209,10 @@ def fit_gate(
         fold_of[members] = index
     film_image_distance = cross_fitted_distances(films, columns, fold_of)
     image_threshold, _ = upper_bound_threshold(film_image_distance, film_false_flag_rate, confidence)
-    image_mean, image_scale, image_whitening = fit_gaussian(films, columns)
-    gate = replace(gate, network_threshold=network_threshold, image_columns=columns, image_mean=image_mean,
-                    image_scale=image_scale, image_whitening=image_whitening, image_threshold=image_threshold)
+    image = fit_gaussian(films, columns)
+    gate = replace(gate, network_threshold=network_threshold, image_columns=columns, image_mean=image.mean,
+                   image_scale=image.scale, image_lambdas=image.lambdas, image_centre=image.centre,
+                   image_whitening=image.whitening, image_threshold=image_threshold)
     info: dict[str, Any] = {
         **inputs.description,
         "network": {
@@ -284,10 +287,34 @@ def fit_class_conditional(features: np.ndarray, labels: np.ndarray) -> tuple[np.
     return means, whitening_of(ledoit_wolf(centred))
 
 
-def fit_gaussian(statistics: np.ndarray, columns: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class ImageGaussian:
+    """The image part's parameters, as :func:`pneumo_batch.scope.gate.gaussian_distance` takes them."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    lambdas: np.ndarray
+    centre: np.ndarray
+    whitening: np.ndarray
+
+    def distance(self, values: np.ndarray) -> np.ndarray:
+        return gaussian_distance(values, self.mean, self.scale, self.lambdas, self.centre, self.whitening)
+
+
+def fit_gaussian(statistics: np.ndarray, columns: tuple[str, ...]) -> ImageGaussian:
+    """Standardise, Yeo-Johnson transform (exponents by maximum likelihood), then a Ledoit-Wolf Gaussian.
+
+    The whitening takes the transformed values' standard deviations in, so
+    the shrinkage target (a multiple of the identity) sees unit variances.
+    """
     values = statistics[:, [STATISTIC_NAMES.index(name) for name in columns]]
     mean, scale = values.mean(axis=0), values.std(axis=0)
-    return mean, scale, whitening_of(ledoit_wolf((values - mean) / scale))
+    standardised = (values - mean) / scale
+    lambdas = fit_yeo_johnson(standardised)
+    transformed = yeo_johnson(standardised, lambdas)
+    centre, spread = transformed.mean(axis=0), transformed.std(axis=0)
+    whitening = whitening_of(ledoit_wolf((transformed - centre) / spread)) / spread
+    return ImageGaussian(mean=mean, scale=scale, lambdas=lambdas, centre=centre, whitening=whitening)
 
 
 def cross_fitted_distances(statistics: np.ndarray, columns: tuple[str, ...], fold_of: np.ndarray) -> np.ndarray:
@@ -296,9 +323,7 @@ def cross_fitted_distances(statistics: np.ndarray, columns: tuple[str, ...], fol
     indices = [STATISTIC_NAMES.index(name) for name in columns]
     for fold in np.unique(fold_of):
         held = fold_of == fold
-        mean, scale, whitening = fit_gaussian(statistics[~held], columns)
-        z = ((statistics[held][:, indices] - mean) / scale) @ whitening.T
-        distances[held] = np.einsum("ij,ij->i", z, z)
+        distances[held] = fit_gaussian(statistics[~held], columns).distance(statistics[held][:, indices])
     return distances
 
 

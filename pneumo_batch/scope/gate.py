@@ -8,8 +8,9 @@ threshold, and one rule:
   mean of every ReLU layer of the deployed int8 network, fitted on
   PneumoniaMNIST train, thresholded on val;
 - **image**: a Gaussian (Ledoit-Wolf) on statistics of the full-size image
-  (:mod:`pneumo_batch.scope.image_stats`), fitted on full-size pediatric
-  films, thresholded on their cross-fitted distances;
+  (:mod:`pneumo_batch.scope.image_stats`), each standardised and
+  Yeo-Johnson transformed (:mod:`pneumo_batch.scope.power`), fitted on
+  full-size pediatric films, thresholded on their cross-fitted distances;
 - **exposure head** (optional, :mod:`pneumo_batch.scope.exposure`): a
   logistic regression on the image statistics and both distances, trained
   against known outlier sources, thresholded on cross-fitted films;
@@ -38,12 +39,14 @@ from pneumo_batch.imaging.thumbnail import Thumbnail
 from pneumo_batch.scope import IN_SCOPE, ScopeVerdict
 from pneumo_batch.scope.exposure import head_inputs, head_logit
 from pneumo_batch.scope.image_stats import COLOUR, STATISTIC_NAMES, statistics_or_nan
+from pneumo_batch.scope.power import yeo_johnson
 
 GATE_FILE = "scope_gate.npz"
 FEATURES_MODEL_FILE = "model_int8_features.tflite"
 #: 2: statistics of an area-averaged thumbnail, with a 4x4 layout grid and edge orientation (a format-1
 #: gate was fitted on statistics computed differently, so it is refused rather than misjudged).
-FORMAT_VERSION = 2
+#: 3: the image statistics are Yeo-Johnson transformed before the Gaussian (``image_lambdas``, ``image_centre``).
+FORMAT_VERSION = 3
 #: Activations are non-negative and right-skewed; their log is closer to Gaussian.
 LOG_OFFSET = 0.05
 #: Mean chroma (max - min of R, G, B, 0..1) above which an image counts as
@@ -74,7 +77,13 @@ class ScopeGate:
     image_columns: tuple[str, ...]
     image_mean: np.ndarray
     image_scale: np.ndarray
+    """Standardise each statistic, ``z = (x - mean) / scale``, before its power transform."""
+    image_lambdas: np.ndarray
+    """The Yeo-Johnson exponent of each statistic."""
+    image_centre: np.ndarray
+    """The films' mean of the transformed statistics."""
     image_whitening: np.ndarray
+    """W with d = |W (y - centre)|^2 for the transformed statistics y."""
     image_threshold: float
     colour_chroma: float
     head_mean: np.ndarray
@@ -94,8 +103,8 @@ class ScopeGate:
 
     def image_distance(self, statistics: np.ndarray) -> np.ndarray:
         columns = [STATISTIC_NAMES.index(name) for name in self.image_columns]
-        z = (statistics[:, columns] - self.image_mean) / self.image_scale
-        return _squared_norm(z @ self.image_whitening.T)
+        return gaussian_distance(statistics[:, columns], self.image_mean, self.image_scale, self.image_lambdas,
+                                 self.image_centre, self.image_whitening)
 
     def head_ratio(self, statistics: np.ndarray, network: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The exposure head's probability over its threshold probability (0 without a head)."""
@@ -142,6 +151,8 @@ class ScopeGate:
             "image_columns": np.array(self.image_columns),
             "image_mean": self.image_mean,
             "image_scale": self.image_scale,
+            "image_lambdas": self.image_lambdas,
+            "image_centre": self.image_centre,
             "image_whitening": self.image_whitening,
             "image_threshold": np.float64(self.image_threshold),
             "colour_chroma": np.float64(self.colour_chroma),
@@ -197,6 +208,8 @@ def read_gate(path: Path) -> ScopeGate:
                 image_columns=tuple(str(name) for name in data["image_columns"]),
                 image_mean=data["image_mean"],
                 image_scale=data["image_scale"],
+                image_lambdas=data["image_lambdas"],
+                image_centre=data["image_centre"],
                 image_whitening=data["image_whitening"],
                 image_threshold=float(data["image_threshold"]),
                 colour_chroma=float(data["colour_chroma"]),
@@ -208,6 +221,15 @@ def read_gate(path: Path) -> ScopeGate:
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ModelError(f"cannot read the scope gate {path}: {error}") from None
+
+
+def gaussian_distance(
+    values: np.ndarray, mean: np.ndarray, scale: np.ndarray, lambdas: np.ndarray, centre: np.ndarray,
+    whitening: np.ndarray,
+) -> np.ndarray:
+    """Squared Mahalanobis distance of power-transformed, standardised rows (the image part's distance)."""
+    transformed = yeo_johnson((values - mean) / scale, lambdas)
+    return _squared_norm((transformed - centre) @ whitening.T)
 
 
 def _squared_norm(values: np.ndarray) -> np.ndarray:
