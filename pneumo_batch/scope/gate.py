@@ -19,7 +19,7 @@ threshold, and one rule:
 ``scope_score`` is the largest of the components, each divided by its
 threshold (the head's probability by its threshold probability), so 1.0 is
 the threshold and higher means less like training.
-Scoring is numpy only: two matrix products per chunk.
+Scoring is numpy only: two matrix products and an elementwise power transform per chunk.
 """
 
 from __future__ import annotations
