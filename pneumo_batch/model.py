@@ -21,16 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pneumo_batch import storage
+from pneumo_batch import native_stderr, storage
 from pneumo_batch.errors import ModelError
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE
 
@@ -265,7 +262,7 @@ class Scorer:
         self._interpreter.resize_tensor_input(
             input_detail["index"], [INFERENCE_BLOCK, MODEL_INPUT_SIZE, MODEL_INPUT_SIZE, 1]
         )
-        with _native_stderr_discarded():
+        with native_stderr.discarded():  # LiteRT's XNNPACK notice
             self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output, *self._layers = self._interpreter.get_output_details()
@@ -306,29 +303,6 @@ def _channel_means(activation: np.ndarray, detail: dict[str, Any]) -> np.ndarray
     scale, zero_point = detail["quantization"]
     totals = flat.sum(axis=1, dtype=np.int32).astype(np.float32)
     return (totals / np.float32(flat.shape[1]) - np.float32(zero_point)) * np.float32(scale)
-
-
-@contextmanager
-def _native_stderr_discarded() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for the duration of the block, then restore it.
-
-    LiteRT's C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK
-    delegate for CPU." straight to fd 2 when it allocates tensors, in every
-    process that builds a scorer; redirecting ``sys.stderr`` cannot catch a
-    native write, and under cron that line would mail someone every night.
-    Only this call is wrapped, so real errors elsewhere still reach stderr
-    (an allocation failure still raises, with its message).
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -56,6 +56,19 @@ def test_a_quiet_night_prints_nothing_and_an_alerting_night_one_line(pneumoniamn
     assert alerting.stderr.startswith("nightly 2026-11-21: 624 rows, 0 errors, ALERT: ")
 
 
+@pytest.mark.ray
+@pytest.mark.slow  # starts a local Ray instance
+def test_a_quiet_ray_run_prints_nothing(pneumoniamnist, shipped_default_model, tmp_path):
+    # Ray's core worker prints a notice for every actor Ray Data starts (ray-project/ray#53727)
+    export_split(pneumoniamnist, "val", tmp_path / "in", limit=20)
+
+    result = cron_run("score", str(tmp_path / "in" / "images"), "--out", str(tmp_path / "p"), "--engine", "ray",
+                      "--quiet")
+
+    assert (result.returncode, result.stdout, result.stderr) == (ExitCode.OK, "", "")
+    assert (tmp_path / "p").is_dir()
+
+
 def test_a_failed_night_prints_one_line(tmp_path):
     failed = cron_run("nightly", "--input", str(tmp_path), "--output-root", str(tmp_path / "out"), "--model", str(tmp_path))
 

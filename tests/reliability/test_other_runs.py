@@ -9,7 +9,6 @@ import random
 import shutil
 import signal
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest

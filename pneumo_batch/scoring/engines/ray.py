@@ -61,13 +61,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import shutil
-import signal
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,12 +73,11 @@ import pyarrow.compute as pc
 
 from pneumo_batch import predictions as columns
 from pneumo_batch import storage
-from pneumo_batch.errors import InputError, Interrupted, ModelError, PneumoBatchError, one_line, require
+from pneumo_batch.errors import InputError, ModelError, PneumoBatchError, require
 from pneumo_batch.inputs import InputSource, open_input
 from pneumo_batch.inputs.pacs import RESTART_HINT, PacsFetcher
 from pneumo_batch.interruptions import deferred, raise_if_stopped
 from pneumo_batch.model import ModelArtifact, Scorer, load_model
-from pneumo_batch.reaper import reaping
 from pneumo_batch.scoring import (
     PartWriter,
     Predictor,
@@ -96,11 +91,17 @@ from pneumo_batch.scoring import (
     check_batch_size,
     check_out_folder,
     check_root,
-    default_workers,
     now,
     row_identity,
     run_metadata,
     score_rows,
+)
+from pneumo_batch.scoring.engines.ray_session import (
+    cluster_cpus,
+    domain_errors_from_ray,
+    quiet_ray_data_logs,
+    ray_session,
+    started_quietly,
 )
 
 #: The column that carries each row's number in the input through Ray (never written).
@@ -169,12 +170,12 @@ def _score(request: ScoreRequest, *, num_cpus: int | None) -> RayScoreSummary:
     try:
         connecting = time.perf_counter()
         remaining = reused.remaining(source)  # none left (a PACS rerun with nothing new): no Ray to start
-        session = _ray_session(ray_address, num_cpus) if remaining.num_rows else contextlib.nullcontext()
+        session = ray_session(ray_address, num_cpus) if remaining.num_rows else contextlib.nullcontext()
         # A stop by signal waits for a safe point (see pneumo_batch.interruptions): never inside Ray's calls.
         with deferred(), session as ray_module:
             raise_if_stopped()
             ray_start = time.perf_counter() - connecting
-            cpus = _cluster_cpus(ray_module) if ray_module else 0
+            cpus = cluster_cpus(ray_module) if ray_module else 0
             metadata = run_metadata(
                 artifact, source, run_id=run_id, started_at=started_at, root=root_real, batch_size=batch_size,
                 workers=cpus, run_extra={"engine": "ray", "ray_address": ray_address, "ray_cpus": cpus},
@@ -243,8 +244,8 @@ def _run(
 
     rows = errors = scored = 0
     batches = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
-    with _quiet_ray_data_logs(), _domain_errors_from_ray(ray_module), contextlib.closing(batches):
-        for batch in batches:
+    with quiet_ray_data_logs(), domain_errors_from_ray(ray_module), contextlib.closing(batches):
+        for batch in started_quietly(batches):
             numbers = batch.column(ROW_NUMBER_COLUMN).to_numpy()
             if not np.array_equal(numbers, np.arange(scored, scored + batch.num_rows)):
                 raise PneumoBatchError(
@@ -314,83 +315,6 @@ def _read_model(artifact: ModelArtifact) -> bytes:
         raise ModelError(f"{path}: sha256 {actual} does not match the metadata's {sha256}")
     Scorer(content, output=artifact.output, num_threads=1)  # a model LiteRT cannot load fails here, once
     return content
-
-
-# --------------------------------------------------------------------------- Ray session
-
-
-@contextlib.contextmanager
-def _ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
-    """Yield the ``ray`` module, connected: to ``address``, to the running instance, or to a new local one."""
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    # Quiet under cron: worker failures come back as exceptions; Ray's own logs stay in its session folder.
-    options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
-    # A local instance is this run's: if the run is killed, its processes go too (see pneumo_batch.reaper).
-    with reaping() if address is None else contextlib.nullcontext():
-        try:
-            stop_handler = signal.getsignal(signal.SIGTERM)
-            try:
-                if address is None:
-                    ray.init(num_cpus=num_cpus or default_workers(), **options)
-                else:
-                    ray.init(address=address, **options)
-            except SystemExit as exit:  # Ray's SIGTERM handler, while it starts, is a bare sys.exit(15)
-                if exit.code == signal.SIGTERM:
-                    raise Interrupted(signal.SIGTERM) from None
-                raise
-            if threading.current_thread() is threading.main_thread():  # ours again, for a clean stop
-                signal.signal(signal.SIGTERM, stop_handler)
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise InputError(f"cannot start or reach {where}: {one_line(error)}") from None
-        try:
-            yield ray
-        finally:
-            ray.shutdown()
-
-
-def _cluster_cpus(ray_module: Any) -> int:
-    return max(1, int(ray_module.cluster_resources().get("CPU", 1)))
-
-
-@contextlib.contextmanager
-def _domain_errors_from_ray(ray_module: Any) -> Iterator[None]:
-    """Re-raise a pneumo-batch error from an actor as itself (Ray wraps it), any other Ray failure as one line."""
-    wrapper = ray_module.exceptions.RayError
-    try:
-        yield
-    except Exception as error:
-        if isinstance(error, PneumoBatchError) and not isinstance(error, wrapper):
-            raise
-        seen: set[int] = set()
-        cause: BaseException | None = error
-        while cause is not None and id(cause) not in seen:
-            seen.add(id(cause))
-            if isinstance(cause, PneumoBatchError) and not isinstance(cause, wrapper):
-                # Ray Data appends its retry advice to the message; ours are one line.
-                raise type(cause)(str(cause).split("\n", 1)[0]) from None
-            cause = getattr(cause, "cause", None) or cause.__cause__
-        if isinstance(error, wrapper):
-            raise PneumoBatchError(f"the Ray job failed: {type(error).__name__}: {one_line(error)}") from error
-        raise
-
-
-@contextlib.contextmanager
-def _quiet_ray_data_logs() -> Iterator[None]:
-    """A library does not chat on stderr: hide Ray Data's per-execution INFO lines and its progress-bar notice."""
-    levels = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}
-    previous = {name: logging.getLogger(name).level for name in levels}
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(max(previous[name], level))
-    try:
-        yield
-    finally:
-        for name, level in previous.items():
-            logging.getLogger(name).setLevel(level)
 
 
 # --------------------------------------------------------------------------- output folder
