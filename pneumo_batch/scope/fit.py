@@ -36,7 +36,7 @@ from pneumo_batch.imaging.decoders import decode
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.model import SCOPE_GATE_KEY, ModelArtifact, Scorer, file_sha256, load_model, write_metadata
 from pneumo_batch.scope import exposure
-from pneumo_batch.scope.gate import COLOUR_CHROMA, FEATURES_MODEL_FILE, LOG_OFFSET, ScopeGate, gaussian_distance
+from pneumo_batch.scope.gate import COLOUR_CHROMA, FEATURES_MODEL_FILE, LOG_OFFSET, ImageGaussian, ScopeGate
 from pneumo_batch.scope.image_stats import STATISTIC_NAMES, statistics_or_nan
 from pneumo_batch.scope.network import add_feature_outputs
 from pneumo_batch.scope.power import fit_yeo_johnson, yeo_johnson
@@ -194,8 +194,9 @@ def fit_gate(
     means, whitening = network_model or fit_class_conditional(inputs.train_features, inputs.train_labels)
     gate = ScopeGate(
         class_means=means, network_whitening=whitening, network_threshold=1.0, image_columns=(),
-        image_mean=np.zeros(0), image_scale=np.ones(0), image_lambdas=np.ones(0), image_centre=np.zeros(0),
-        image_whitening=np.zeros((0, 0)), image_threshold=1.0,
+        image=ImageGaussian(mean=np.zeros(0), scale=np.ones(0), lambdas=np.ones(0), centre=np.zeros(0),
+                            whitening=np.zeros((0, 0))),
+        image_threshold=1.0,
         colour_chroma=COLOUR_CHROMA, head_mean=np.zeros(0), head_scale=np.ones(0), head_weights=np.zeros(0),
         head_threshold=0.0, info={},
     )
@@ -209,10 +210,8 @@ def fit_gate(
         fold_of[members] = index
     film_image_distance = cross_fitted_distances(films, columns, fold_of)
     image_threshold, _ = upper_bound_threshold(film_image_distance, film_false_flag_rate, confidence)
-    image = fit_gaussian(films, columns)
-    gate = replace(gate, network_threshold=network_threshold, image_columns=columns, image_mean=image.mean,
-                   image_scale=image.scale, image_lambdas=image.lambdas, image_centre=image.centre,
-                   image_whitening=image.whitening, image_threshold=image_threshold)
+    gate = replace(gate, network_threshold=network_threshold, image_columns=columns,
+                   image=fit_gaussian(films, columns), image_threshold=image_threshold)
     info: dict[str, Any] = {
         **inputs.description,
         "network": {
@@ -285,20 +284,6 @@ def fit_class_conditional(features: np.ndarray, labels: np.ndarray) -> tuple[np.
     means = np.stack([logs[labels == k].mean(axis=0) for k in classes])
     centred = np.concatenate([logs[labels == k] - means[i] for i, k in enumerate(classes)])
     return means, whitening_of(ledoit_wolf(centred))
-
-
-@dataclass(frozen=True)
-class ImageGaussian:
-    """The image part's parameters, as :func:`pneumo_batch.scope.gate.gaussian_distance` takes them."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    lambdas: np.ndarray
-    centre: np.ndarray
-    whitening: np.ndarray
-
-    def distance(self, values: np.ndarray) -> np.ndarray:
-        return gaussian_distance(values, self.mean, self.scale, self.lambdas, self.centre, self.whitening)
 
 
 def fit_gaussian(statistics: np.ndarray, columns: tuple[str, ...]) -> ImageGaussian:

@@ -68,6 +68,26 @@ class GateVerdicts:
 
 
 @dataclass(frozen=True)
+class ImageGaussian:
+    """The image part: a Gaussian on standardised, Yeo-Johnson transformed statistics."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    """Standardise each statistic, ``z = (x - mean) / scale``, before its power transform."""
+    lambdas: np.ndarray
+    """The Yeo-Johnson exponent of each statistic."""
+    centre: np.ndarray
+    """The films' mean of the transformed statistics."""
+    whitening: np.ndarray
+    """W with d = |W (y - centre)|^2 for the transformed statistics y."""
+
+    def distance(self, values: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of rows of the gate's statistics (N, C)."""
+        transformed = yeo_johnson((values - self.mean) / self.scale, self.lambdas)
+        return _squared_norm((transformed - self.centre) @ self.whitening.T)
+
+
+@dataclass(frozen=True)
 class ScopeGate:
     class_means: np.ndarray
     """(2, F) training mean of the log features per class."""
@@ -75,15 +95,7 @@ class ScopeGate:
     """(F, F) W with W.T @ W = the shrunk inverse covariance, so d = |W (x - mean)|^2."""
     network_threshold: float
     image_columns: tuple[str, ...]
-    image_mean: np.ndarray
-    image_scale: np.ndarray
-    """Standardise each statistic, ``z = (x - mean) / scale``, before its power transform."""
-    image_lambdas: np.ndarray
-    """The Yeo-Johnson exponent of each statistic."""
-    image_centre: np.ndarray
-    """The films' mean of the transformed statistics."""
-    image_whitening: np.ndarray
-    """W with d = |W (y - centre)|^2 for the transformed statistics y."""
+    image: ImageGaussian
     image_threshold: float
     colour_chroma: float
     head_mean: np.ndarray
@@ -103,8 +115,7 @@ class ScopeGate:
 
     def image_distance(self, statistics: np.ndarray) -> np.ndarray:
         columns = [STATISTIC_NAMES.index(name) for name in self.image_columns]
-        return gaussian_distance(statistics[:, columns], self.image_mean, self.image_scale, self.image_lambdas,
-                                 self.image_centre, self.image_whitening)
+        return self.image.distance(statistics[:, columns])
 
     def head_ratio(self, statistics: np.ndarray, network: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The exposure head's probability over its threshold probability (0 without a head)."""
@@ -149,11 +160,11 @@ class ScopeGate:
             "network_whitening": self.network_whitening.astype(np.float32),
             "network_threshold": np.float64(self.network_threshold),
             "image_columns": np.array(self.image_columns),
-            "image_mean": self.image_mean,
-            "image_scale": self.image_scale,
-            "image_lambdas": self.image_lambdas,
-            "image_centre": self.image_centre,
-            "image_whitening": self.image_whitening,
+            "image_mean": self.image.mean,
+            "image_scale": self.image.scale,
+            "image_lambdas": self.image.lambdas,
+            "image_centre": self.image.centre,
+            "image_whitening": self.image.whitening,
             "image_threshold": np.float64(self.image_threshold),
             "colour_chroma": np.float64(self.colour_chroma),
             "head_mean": self.head_mean,
@@ -206,11 +217,10 @@ def read_gate(path: Path) -> ScopeGate:
                 network_whitening=data["network_whitening"].astype(np.float64),
                 network_threshold=float(data["network_threshold"]),
                 image_columns=tuple(str(name) for name in data["image_columns"]),
-                image_mean=data["image_mean"],
-                image_scale=data["image_scale"],
-                image_lambdas=data["image_lambdas"],
-                image_centre=data["image_centre"],
-                image_whitening=data["image_whitening"],
+                image=ImageGaussian(
+                    mean=data["image_mean"], scale=data["image_scale"], lambdas=data["image_lambdas"],
+                    centre=data["image_centre"], whitening=data["image_whitening"],
+                ),
                 image_threshold=float(data["image_threshold"]),
                 colour_chroma=float(data["colour_chroma"]),
                 head_mean=data["head_mean"],
@@ -221,15 +231,6 @@ def read_gate(path: Path) -> ScopeGate:
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise ModelError(f"cannot read the scope gate {path}: {error}") from None
-
-
-def gaussian_distance(
-    values: np.ndarray, mean: np.ndarray, scale: np.ndarray, lambdas: np.ndarray, centre: np.ndarray,
-    whitening: np.ndarray,
-) -> np.ndarray:
-    """Squared Mahalanobis distance of power-transformed, standardised rows (the image part's distance)."""
-    transformed = yeo_johnson((values - mean) / scale, lambdas)
-    return _squared_norm((transformed - centre) @ whitening.T)
 
 
 def _squared_norm(values: np.ndarray) -> np.ndarray:
