@@ -53,7 +53,6 @@ def test_nightly_writes_partitions_reports_and_logs(train_images, shipped_defaul
     assert result.output.strip().splitlines()[-1].endswith(log_lines[-1].split(": ", 1)[1])
 
 
-@pytest.mark.slow  # three whole nightly runs (monitoring included); make test-all (and CI) runs it
 def test_rerun_replaces_the_partition_and_history_reads_as_one_dataset(train_images, shipped_default_model, tmp_path):
     for day in (DATE, DATE, "2026-11-21"):
         assert nightly("--input", str(train_images), "--output-root", str(tmp_path), "--date", day).exit_code == 3
@@ -83,7 +82,6 @@ def test_a_held_lock_refuses_at_once_and_touches_nothing(train_images, shipped_d
     assert list(tmp_path.iterdir()) == []  # the holder removed its lock when it ended
 
 
-@pytest.mark.slow  # two nightly processes; the in-process held-lock test above stays in make test
 def test_two_concurrent_runs_one_runs_one_refuses(train_images, shipped_default_model, tmp_path):
     command = [sys.executable, "-m", "pneumo_batch.cli", "nightly", "--input", str(train_images),
                "--output-root", str(tmp_path), "--date", DATE]
