@@ -31,9 +31,9 @@ def yeo_johnson(values: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
     ``((x + 1)^l - 1) / l`` for ``x >= 0`` and ``-((1 - x)^(2 - l) - 1) / (2 - l)`` below,
     with ``log`` where the exponent is 0: one expression on ``|x|`` with the exponent of its side.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values, lambdas = np.asarray(values, dtype=np.float64), np.asarray(lambdas, dtype=np.float64)
     positive = values >= 0
-    exponent = np.where(positive, np.asarray(lambdas, dtype=np.float64), 2.0 - np.asarray(lambdas, dtype=np.float64))
+    exponent = np.where(positive, lambdas, 2.0 - lambdas)
     logs = np.log1p(np.abs(values))
     at_zero = np.abs(exponent) < 1e-12
     safe = np.where(at_zero, 1.0, exponent)
