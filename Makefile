@@ -6,9 +6,10 @@
 #   make test-all   every test, slow ones (Ray, training) included
 #
 # The tests find PneumoniaMNIST themselves (PNEUMO_BATCH_DATA, else the
-# download cache, else one download); the browser test needs Chromium, which
-# both test targets install with apt where they may (root or sudo without a
-# password) and otherwise name the command for.
+# download cache, else one download). The system components tests need
+# (Chromium, Orthanc with its DICOMweb plugin, promtool) are installed by both
+# test targets with apt where they may (root or sudo without a password);
+# otherwise one line each names the command to run (.ci/install-system-tools).
 #
 # Offline, point both at a local PneumoniaMNIST file:
 #   PNEUMO_BATCH_DATA=../shared/data/pneumoniamnist.npz make demo
@@ -20,7 +21,7 @@ DEMO_DIR ?= demo
 
 PYTEST_ARGS ?=
 
-.PHONY: install chromium demo test test-all clean-demo
+.PHONY: install system-tools demo test test-all clean-demo
 
 install: $(VENV)/.installed
 
@@ -50,16 +51,15 @@ demo: install
 
 # make test spreads the tests over one process per core (pytest-xdist); make test-all runs every test in
 # one process, so CI sees the suite pass both ways.
-test: install chromium
+test: install system-tools
 	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
 
-test-all: install chromium
+test-all: install system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Chromium for tests/test_monitor_browser.py, where apt may be used without a prompt.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; } && .ci/install-chromium >/dev/null \
-	  || echo "Chromium is missing and cannot be installed here: run 'sudo apt-get install chromium' (Debian), or the browser test fails"
+# Chromium, Orthanc with its DICOMweb plugin and promtool, where apt may be used without a prompt.
+system-tools:
+	@.ci/install-system-tools
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

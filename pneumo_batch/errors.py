@@ -58,6 +58,25 @@ class Interrupted(BaseException):
         return f"interrupted after {self.rows_done} of {self.rows_total} rows; run the same command again to resume"
 
 
+class StepFailedError(PneumoBatchError):
+    """A step after scoring failed (sending reports, monitoring); the night's predictions stay published.
+
+    Its exit code is its cause's (a PACS that is down: 6; anything else: 1).
+    The message names the step and the cause, never an unexpected
+    exception's text (it may quote a header value), and says that a rerun
+    finishes what is missing.
+    """
+
+    def __init__(self, step: str, cause: BaseException, published: str) -> None:
+        reason = one_line(cause) if isinstance(cause, PneumoBatchError) else f"unexpected {type(cause).__name__}"
+        super().__init__(
+            f"{step} failed: {reason}; the predictions are published ({published}); "
+            "run the same command again to finish what is missing"
+        )
+        self.step = step
+        self.cause = cause
+
+
 def require(module: str, extra: str) -> None:
     """Raise :class:`MissingDependencyError` naming the extra that provides ``module``."""
     import importlib.util
@@ -91,6 +110,10 @@ class PacsUnavailableError(PacsError):
 
 class PacsAuthError(PacsError):
     """The PACS refused our credentials (HTTP 401 or 403) (exit code 2)."""
+
+
+class ReportError(PacsError):
+    """One film's screening report cannot be built; its row says why (a keyword and VR, never a value)."""
 
 
 class PacsStoreError(PacsError):

@@ -13,7 +13,17 @@ Spark and Ray read the whole history as one dataset)::
 
 A run builds the new partition under a dot-prefixed staging folder (which
 dataset readers skip) and swaps it in only when complete, so rerunning a
-date replaces it and never doubles rows. A killed run resumes its scoring
+date replaces it and never doubles rows.
+
+Publish first, report after: the predictions partition is published as soon
+as scoring ends. The steps after it (sending the screening reports to the
+PACS, then monitoring) each run whatever became of the one before; a step
+that fails never unpublishes the predictions, and the run ends with a
+:class:`~pneumo_batch.errors.StepFailedError` naming the first step that
+failed (exit code of its cause). A rerun of the date sends only the reports
+the PACS lacks and rebuilds the monitoring report; from a PACS it also
+fetches and scores nothing the published partition holds (a folder or
+manifest input is scored again: seconds for a night). A killed run resumes its scoring
 from the staging folder when the same date runs again; from a PACS, a rerun
 takes the published partition's rows and fetches only the films it lacks.
 """
@@ -26,17 +36,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from datetime import date as Date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pneumo_batch import prometheus, storage
-from pneumo_batch.errors import InputError
-from pneumo_batch.inputs.pacs import PacsOptions, pacs_options
+from pneumo_batch.errors import InputError, StepFailedError
+from pneumo_batch.inputs.pacs import PacsOptions
 from pneumo_batch.locking import exclusive_run
 from pneumo_batch.model import ModelArtifact, load_model
-from pneumo_batch.pacs.location import is_pacs_url
 from pneumo_batch.monitoring import (
     MonitoringSummary,
     build_monitoring_report,
@@ -45,9 +54,10 @@ from pneumo_batch.monitoring import (
     write_verdict_page,
 )
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
-from pneumo_batch.toml_files import read_toml
+from pneumo_batch.scoring.results import send_run_results
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREDICTIONS_FILE = "predictions.parquet"
 
@@ -100,9 +110,7 @@ class NightlyResult:
         if self.monitoring.batch_size_rule.get("applied") == "too_few_rows" and not self.monitoring.alert:
             verdict = "no alert (too few rows for a verdict)"
         empty = " (empty input)" if self.scoring.rows == 0 else ""
-        if self.scoring.reports_sent is not None:
-            empty += f", {self.scoring.reports_sent} reports sent to the PACS"
-            empty += f" ({self.scoring.reports_present} already there)" if self.scoring.reports_present else ""
+        empty += self.scoring.reports_phrase()
         return (
             f"nightly {self.date.isoformat()}: {self.scoring.rows} rows{empty}, {self.scoring.errors} errors, "
             f"{verdict}; {self.seconds:.1f} s; predictions {self.predictions}"
@@ -139,20 +147,19 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
             scoring.rows, scoring.errors, scoring.rows_resumed, scoring.rows_reused, scoring.seconds,
         )
         storage.replace_folder(staging, predictions)
+        scored = predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE
+        steps = _StepsAfterScoring(scored)
+        if options.pacs is not None and options.pacs.send_results:
+            sent = steps.run("sending reports", lambda: send_run_results(scored, str(options.input), options.pacs))
+            if sent is not None:
+                scoring = replace(scoring, reports_sent=sent.stored, reports_present=sent.present,
+                                  reports_not_sent=sent.not_sent)
+                logger.info("reports: %s", scoring.reports_phrase().lstrip(", "))
 
         reports = partition(root, "reports", options.date)
-        report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
-        scored = predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE
-        monitoring = build_monitoring_report(
-            [scored],
-            reference,
-            report_staging,
-            model_metadata=metadata,
-            workspace=options.workspace or root / "workspace",
-            night=options.date,
-        )
-        write_verdict_page(report_staging, monitoring.as_dict(), read_predictions([str(scored)]))
-        storage.replace_folder(report_staging, reports)
+        monitoring = steps.run("monitoring", lambda: _monitor(options, scored, reports, reference, metadata))
+        steps.raise_first_failure()
+        assert monitoring is not None  # a failed step raised above
         for alert in monitoring.alerts:
             logger.warning("alert: %s", alert)
         if scoring.errors:
@@ -168,6 +175,45 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         record_success(result)
         logger.log(logging.WARNING if result.needs_attention else logging.INFO, "%s", result.summary_line())
     return result
+
+
+class _StepsAfterScoring:
+    """Runs the steps after the predictions are published; each runs whatever became of the one before."""
+
+    def __init__(self, published: Path) -> None:
+        self._published = published
+        self._failures: list[StepFailedError] = []
+
+    def run(self, step: str, work: Callable[[], T]) -> T | None:
+        try:
+            return work()
+        except Exception as error:  # noqa: BLE001 - any failure here must leave the published predictions alone
+            failure = StepFailedError(step, error, str(self._published))
+            failure.__cause__ = error
+            logger.error("%s", failure)
+            self._failures.append(failure)
+            return None
+
+    def raise_first_failure(self) -> None:
+        if self._failures:
+            raise self._failures[0]
+
+
+def _monitor(options: NightlyOptions, scored: Path, reports: Path, reference: Any,
+             metadata: dict[str, Any] | None) -> MonitoringSummary:
+    """The night's monitoring report and verdict page, built beside ``reports`` and swapped in whole."""
+    staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
+    monitoring = build_monitoring_report(
+        [scored],
+        reference,
+        staging,
+        model_metadata=metadata,
+        workspace=options.workspace or options.output_root / "workspace",
+        night=options.date,
+    )
+    write_verdict_page(staging, monitoring.as_dict(), read_predictions([str(scored)]))
+    storage.replace_folder(staging, reports)
+    return monitoring
 
 
 @contextmanager
@@ -239,6 +285,8 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, publ
     earlier = published if options.engine is Engine.RAY else published / PREDICTIONS_FILE
     if options.engine is Engine.RAY:
         shutil.rmtree(staging, ignore_errors=True)  # a Ray run does not resume: start from an empty folder
+    # Reports go out only once the partition is published (run_nightly), never from inside scoring.
+    pacs = None if options.pacs is None else replace(options.pacs, send_results=False)
     return score_batch(
         options.input,
         out,
@@ -250,7 +298,7 @@ def _score(options: NightlyOptions, artifact: ModelArtifact, staging: Path, publ
         scorer_factory=scorer_factory,
         ray_address=options.ray_address,
         progress=progress,
-        pacs=options.pacs,
+        pacs=pacs,
         scope_rules=options.scope_rules,
         reuse_from=earlier if options.pacs is not None and earlier.exists() else None,
     )
@@ -289,71 +337,3 @@ def _log_file(path: Path) -> Iterator[None]:
         package.removeHandler(handler)
         package.setLevel(previous_level)
         handler.close()
-
-
-CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
-_PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir", "scope_rules")
-#: The TOML types a key accepts (a bool is not an integer here, though Python says it is).
-_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "workers": (int,), "batch_size": (int,), "quiet": (bool,), "date": (str, Date), "engine": (str,), "ray_address": (str,),
-    **{key: (str,) for key in _PATH_KEYS},
-}
-_TOML_NAMES: dict[type, str] = {
-    str: "a string", int: "an integer", bool: "true or false", float: "a number", list: "an array", dict: "a table",
-}
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """Read a TOML config whose keys mirror the options; relative paths are relative to the file."""
-    raw = read_toml(path, "config")
-    config = {key.replace("-", "_"): value for key, value in raw.items()}
-    unknown = sorted(set(config) - CONFIG_KEYS)
-    if unknown:
-        raise InputError(f"config {path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(CONFIG_KEYS))}")
-    section = config.get("pacs")
-    if section is not None:
-        if not isinstance(section, dict):
-            raise InputError(f"config {path}: pacs must be a [pacs] table")
-        for key in ("auth_file", "ca_bundle"):
-            if key in section:
-                section[key] = (path.parent / Path(str(section[key])).expanduser()).resolve()
-        if "url" in section:
-            config.setdefault("input", section["url"])
-    for key, value in config.items():
-        expected = _CONFIG_TYPES.get(key)
-        if expected and (not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)):
-            names = " or ".join("a date" if kind is Date else _TOML_NAMES[kind] for kind in expected)
-            raise InputError(f"config {path}: {key} must be {names}, not {_TOML_NAMES.get(type(value), type(value).__name__)} {value!r}")
-    for key in _PATH_KEYS:
-        if key in config and not (key == "input" and is_pacs_url(str(config[key]))):
-            config[key] = (path.parent / Path(str(config[key])).expanduser()).resolve()
-    if "date" in config:
-        config["date"] = parse_date(str(config["date"]))
-    if "engine" in config:
-        config["engine"] = str(config["engine"])  # checked by NightlyOptions
-    return config
-
-
-def resolve_pacs(settings: dict[str, Any], *, study_date: str | None, send_results: bool | None) -> None:
-    """Turn a ``[pacs]`` section and the PACS options into ``settings["pacs"]`` for a PACS input.
-
-    The study dates default to the night's date (``settings["date"]``).
-    """
-    section = settings.pop("pacs", None)
-    if not is_pacs_url(str(settings.get("input", ""))):
-        if section is not None or study_date is not None or send_results:
-            raise InputError("the [pacs] section, --study-date and --send-results need a dicomweb+http(s):// input")
-        return
-    section = dict(section or {})
-    section.pop("url", None)
-    settings["pacs"] = pacs_options(
-        section, study_date=study_date, send_results=send_results,
-        default_study_date=settings["date"].strftime("%Y%m%d"),
-    )
-
-
-def parse_date(text: str) -> Date:
-    try:
-        return Date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"date must be YYYY-MM-DD, got {text!r}") from None

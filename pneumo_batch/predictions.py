@@ -49,6 +49,12 @@ SCOPE_REASON = "scope_reason"
 SCOPE_SCORE = "scope_score"
 """Float64 from the pixel scope gate, higher = less like the training images; null without a gate."""
 SCOPE_COLUMNS: tuple[str, ...] = (IN_SCOPE, SCOPE_REASON, SCOPE_SCORE)
+REPORT = "report"
+"""What became of the film's screening report in its PACS (``--send-results``): ``stored`` (or ``stored; left
+empty: KEYWORD (VR) malformed``), ``already in the PACS``, or ``not built: ...`` / ``not sent: ...`` with the
+reason; null when no report was asked for or due (not a PACS run, error rows, out-of-scope films)."""
+HEADER_ISSUES = "header_issues"
+"""The DICOM elements that were malformed, named by keyword and VR, never by value (null when none)."""
 
 #: Key of the Parquet key-value metadata entry holding the run's JSON description.
 PARQUET_METADATA_KEY = b"pneumo_batch"
@@ -86,6 +92,7 @@ def output_schema(operating_points: list[str], passthrough: pa.Schema) -> pa.Sch
         pa.field(IN_SCOPE, pa.bool_()),
         pa.field(SCOPE_REASON, pa.string()),
         pa.field(SCOPE_SCORE, pa.float64()),
+        pa.field(REPORT, pa.string()),
     ]
     taken = {field.name for field in fields}
     clashes = [name for name in passthrough.names if name in taken]

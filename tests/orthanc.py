@@ -44,14 +44,15 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
+#: The line ``make test`` prints when it cannot install Orthanc (.ci/install-system-tools): the tests fail with it.
+MISSING = "Orthanc with its DICOMweb plugin is missing and cannot be installed here: run 'sudo apt-get install -y orthanc orthanc-dicomweb', or the tests that need it fail"
+
+
 def dicomweb_plugin_path() -> Path:
     for candidate in DICOMWEB_PLUGIN_CANDIDATES:
         if candidate.exists():
             return candidate
-    raise OrthancNotInstalledError(
-        "the Orthanc DICOMweb plugin is missing; install it with: "
-        "apt-get install -y orthanc orthanc-dicomweb"
-    )
+    raise OrthancNotInstalledError(MISSING)
 
 
 class OrthancServer:
@@ -59,9 +60,7 @@ class OrthancServer:
 
     def __init__(self, root: Path, *, user: str = USER, password: str = PASSWORD) -> None:
         if shutil.which(ORTHANC_BINARY) is None:
-            raise OrthancNotInstalledError(
-                "the Orthanc binary is missing; install it with: apt-get install -y orthanc orthanc-dicomweb"
-            )
+            raise OrthancNotInstalledError(MISSING)
         self.root = root
         self.user = user
         self.password = password

@@ -38,7 +38,9 @@ def chromium() -> str:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("Chromium not installed (Debian: apt-get install chromium, or run .ci/install-chromium)")
+    # The line make test prints when it cannot install it (.ci/install-system-tools).
+    pytest.fail("Chromium is missing and cannot be installed here: run 'sudo apt-get install -y chromium', "
+                "or the tests that need it fail")
 
 
 def render(page: Path, profile: Path) -> tuple[str, list[str]]:

@@ -18,7 +18,10 @@ JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 def _promtool() -> str:
     found = shutil.which("promtool")
-    assert found, "promtool is missing: apt-get install prometheus (.ci/run installs it)"
+    assert found, (  # the line make test prints when it cannot install it (.ci/install-system-tools)
+        "promtool is missing and cannot be installed here: run 'sudo apt-get install -y prometheus', "
+        "or the tests that need it fail"
+    )
     return found
 
 

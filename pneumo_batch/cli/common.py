@@ -30,6 +30,7 @@ from pneumo_batch.errors import (
     PacsConfigError,
     PacsUnavailableError,
     PneumoBatchError,
+    StepFailedError,
     one_line,
 )
 from pneumo_batch.interruptions import raising_on_signals
@@ -102,6 +103,8 @@ def check_report_folder(out: Path, option: str = "--out") -> None:
 
 
 def exit_code_for(error: PneumoBatchError) -> ExitCode:
+    if isinstance(error, StepFailedError):
+        return exit_code_for(error.cause) if isinstance(error.cause, PneumoBatchError) else ExitCode.JOB_FAILED
     for kind, code in _CODES.items():
         if isinstance(error, kind):
             return code
@@ -129,8 +132,9 @@ def domain_errors() -> Iterator[None]:
         stop = _interruption_behind(error)
         if stop is not None:
             _stopped(stop)
+        # The type, never the text: an exception's text may quote a header value (a birth date, a name).
         hint = "" if debugging() else f" (set {DEBUG_ENV}=1 or pass --debug for the traceback)"
-        _fail(f"unexpected {type(error).__name__}: {one_line(error)}{hint}", ExitCode.JOB_FAILED)
+        _fail(f"unexpected {type(error).__name__}{hint}", ExitCode.JOB_FAILED)
 
 
 def _stopped(stop: Interrupted) -> None:

@@ -83,7 +83,8 @@ def nightly(
     needs to look; --verbose shows the log (whose last line is that
     summary). OUTPUT_ROOT/logs/ always has the log.
     """
-    from pneumo_batch.nightly import NightlyOptions, load_config, parse_date, resolve_pacs, run_nightly
+    from pneumo_batch.nightly import NightlyOptions, run_nightly
+    from pneumo_batch.nightly_config import load_config, parse_date, resolve_pacs
 
     with domain_errors():
         settings: dict[str, Any] = load_config(config) if config else {}

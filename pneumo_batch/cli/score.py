@@ -153,9 +153,7 @@ def _summary_line(summary: ScoreSummary) -> str:
     interrupted = summary.rows_resumed - summary.rows_reused
     resumed = f", {interrupted:,} resumed from an earlier run" if interrupted else ""
     resumed += f", {summary.rows_reused:,} already in OUT (not fetched again)" if summary.rows_reused else ""
-    if summary.reports_sent is not None:
-        resumed += f", {summary.reports_sent:,} reports sent to the PACS"
-        resumed += f" ({summary.reports_present:,} already there)" if summary.reports_present else ""
+    resumed += summary.reports_phrase()
     return (
         f"scored {summary.rows:,} rows, {summary.errors:,} errors{resumed}, {summary.seconds:.1f} s, "
         f"{summary.images_per_second:,.0f} images/s -> {summary.out}"

@@ -45,6 +45,7 @@ from PIL import Image
 
 from pneumo_batch.errors import ImageError
 from pneumo_batch.imaging.dicom_header import DicomHeader, read_header
+from pneumo_batch.imaging.dicom_values import HeaderReader
 from pneumo_batch.imaging.raster import JPEG_DRAFT_MIN_SIDE, MAX_IMAGE_PIXELS
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -65,6 +66,11 @@ _HEADERLESS_STARTS = (b"\x02\x00", b"\x08\x00")
 _JPEG_8BIT = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
 _JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
 _JPEG_2000 = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
+#: Display attributes (PS3.3 C.11) read as text: a malformed one is dropped, never applied.
+_DISPLAY_TEXT = ("WindowCenter", "WindowWidth", "RescaleSlope", "RescaleIntercept", "VOILUTFunction",
+                 "PresentationLUTShape", "RescaleType")
+_SINGLE_VALUED_DISPLAY = ("RescaleSlope", "RescaleIntercept", "VOILUTFunction", "PresentationLUTShape")
+_DISPLAY_SEQUENCES = ("VOILUTSequence", "ModalityLUTSequence")
 
 
 class DicomImageError(ImageError):
@@ -136,11 +142,30 @@ def decode_dicom(source: bytes | str | Path) -> DicomDecoded:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = _read(source)
-        header = read_header(ds)
+        values = HeaderReader(ds)
+        _drop_malformed_display_attributes(ds, values)
+        header = read_header(ds, values)
         try:
             return _decode_pixels(ds, header)
         except ImageError as error:
             raise DicomImageError(str(error), header) from None
+        except Exception as error:  # noqa: BLE001 - a malformed pixel module breaks pydicom in many ways
+            raise DicomImageError(f"cannot decode pixel data: {type(error).__name__}", header) from None
+
+
+def _drop_malformed_display_attributes(ds: Any, values: HeaderReader) -> None:
+    """Delete display attributes that are malformed (or empty), so the display pipeline falls back (no window: min-max).
+
+    Each malformed one is an issue of ``values``; so is a LUT sequence that cannot be read.
+    """
+    for keyword in _DISPLAY_TEXT:
+        if keyword in ds:
+            kept = values.text(keyword) if keyword in _SINGLE_VALUED_DISPLAY else values.texts(keyword)
+            if not kept:
+                del ds[keyword]
+    for keyword in _DISPLAY_SEQUENCES:
+        if keyword in ds and values.sequence_items(keyword) == 0:
+            del ds[keyword]
 
 
 def _decode_pixels(ds: Any, header: DicomHeader) -> DicomDecoded:
@@ -234,7 +259,7 @@ def _decode_first_frame(ds: Any, syntax: str, rows: int, columns: int, frames: i
         ds.pixel_array_options(index=0)
         return ds.pixel_array, "pydicom"
     except (ValueError, EOFError) as error:
-        raise ImageError(f"truncated or malformed pixel data: {_one_line(error)}") from None
+        raise ImageError(f"truncated or malformed pixel data: {type(error).__name__}") from None
     except (RuntimeError, NotImplementedError) as error:
         raise ImageError(f"cannot decode pixel data ({name}): {type(error).__name__}") from None
 
@@ -353,6 +378,3 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
     top = float(array.max()) or 1.0
     return np.clip(np.rint(array.astype(np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
 
-
-def _one_line(error: BaseException) -> str:
-    return (" ".join(str(error).split()) or type(error).__name__)[:200]

@@ -1,10 +1,15 @@
 """The DICOM header fields pneumo-batch reads, and nothing else.
 
-Only the attributes named here are ever read from a dataset: the ten
+Only the attributes named here are ever read from a dataset: the
 prediction columns (:data:`HEADER_COLUMNS`) and what the scope rules need
 (frames, SOP class, presentation intent, image type). Patient names, ids,
 birth dates, accession numbers, institutions and physicians are never
 touched, so they cannot reach a row, a log line or an error message.
+
+Every value is read through :class:`~pneumo_batch.imaging.dicom_values.HeaderReader`:
+a malformed one (wrong VR, too long, not its VR's characters, several values
+where one is allowed) is ``None`` in its column, and the ``header_issues``
+column names it (``PatientAge (AS) malformed``) without its value.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from pneumo_batch.imaging.dicom_values import HeaderReader
 
 #: The header columns of the predictions, in schema order.
 HEADER_COLUMNS: tuple[str, ...] = (
@@ -25,6 +32,7 @@ HEADER_COLUMNS: tuple[str, ...] = (
     "study_instance_uid",
     "transfer_syntax",
     "photometric_interpretation",
+    "header_issues",
 )
 
 #: SOP classes whose UID alone says "for processing" (DX, mammography, intra-oral).
@@ -60,6 +68,8 @@ class DicomHeader:
     presentation_intent_type: str | None
     """``FOR PRESENTATION`` / ``FOR PROCESSING``: the DX attribute, else implied by the SOP class, else ``None``."""
     image_type: tuple[str, ...]
+    header_issues: str | None = None
+    """The malformed elements, ``; ``-joined (``PatientAge (AS) malformed``); ``None`` when every value read was well formed."""
 
     def columns(self) -> dict[str, Any]:
         """The prediction columns, exactly :data:`HEADER_COLUMNS`."""
@@ -82,45 +92,34 @@ def parse_patient_age(value: object) -> float | None:
     return int(match.group(1)) * _YEARS_PER_UNIT[match.group(2)]
 
 
-def read_header(ds: Any) -> DicomHeader:
-    """Build a :class:`DicomHeader` from a pydicom ``Dataset`` (pixel data not needed)."""
+def read_header(ds: Any, values: HeaderReader | None = None) -> DicomHeader:
+    """Build a :class:`DicomHeader` from a pydicom ``Dataset`` (pixel data not needed); never raises on a value.
+
+    ``values``: a reader of ``ds`` that already holds issues (the display
+    attributes the decoder dropped), so the row names them too.
+    """
+    values = values or HeaderReader(ds)
     file_meta = getattr(ds, "file_meta", None)
-    transfer_syntax = _text(file_meta.get("TransferSyntaxUID")) if file_meta is not None else None
-    sop_class = _text(ds.get("SOPClassUID"))
-    intent = _text(ds.get("PresentationIntentType"))
+    meta = HeaderReader(file_meta) if file_meta is not None else None
+    sop_class = values.text("SOPClassUID")
+    intent = values.text("PresentationIntentType")
     if intent is None and sop_class is not None:
         intent = "FOR PROCESSING" if sop_class in FOR_PROCESSING_SOP_CLASSES else None
-    image_type = ds.get("ImageType")
-    if isinstance(image_type, str):
-        image_type = [image_type]
-    return DicomHeader(
-        modality=_text(ds.get("Modality")),
-        body_part_examined=_text(ds.get("BodyPartExamined")),
-        view_position=_text(ds.get("ViewPosition")),
-        patient_age_years=parse_patient_age(ds.get("PatientAge")),
-        patient_sex=_text(ds.get("PatientSex")),
-        sop_instance_uid=_text(ds.get("SOPInstanceUID")),
-        series_instance_uid=_text(ds.get("SeriesInstanceUID")),
-        study_instance_uid=_text(ds.get("StudyInstanceUID")),
-        transfer_syntax=transfer_syntax,
-        photometric_interpretation=_text(ds.get("PhotometricInterpretation")),
-        number_of_frames=_frames(ds.get("NumberOfFrames")),
-        sop_class_uid=sop_class,
-        presentation_intent_type=intent.upper() if intent else None,
-        image_type=tuple(str(part) for part in image_type) if image_type is not None else (),
-    )
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _frames(value: object) -> int:
-    try:
-        frames = int(str(value)) if value is not None else 1
-    except ValueError:
-        return 1
-    return max(frames, 1)
+    fields = {
+        "modality": values.text("Modality"),
+        "body_part_examined": values.text("BodyPartExamined"),
+        "view_position": values.text("ViewPosition"),
+        "patient_age_years": parse_patient_age(values.text("PatientAge")),
+        "patient_sex": values.text("PatientSex"),
+        "sop_instance_uid": values.text("SOPInstanceUID"),
+        "series_instance_uid": values.text("SeriesInstanceUID"),
+        "study_instance_uid": values.text("StudyInstanceUID"),
+        "transfer_syntax": meta.text("TransferSyntaxUID") if meta is not None else None,
+        "photometric_interpretation": values.text("PhotometricInterpretation"),
+        "number_of_frames": max(values.integer("NumberOfFrames") or 1, 1),
+        "sop_class_uid": sop_class,
+        "presentation_intent_type": intent,
+        "image_type": values.texts("ImageType"),
+    }
+    issues = sorted({*values.issues, *(meta.issues if meta is not None else ())})
+    return DicomHeader(**fields, header_issues="; ".join(map(str, issues)) or None)

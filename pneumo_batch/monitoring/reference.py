@@ -153,6 +153,7 @@ def reference_profile_frame(
     frame[cols.IN_SCOPE] = True
     frame[cols.SCOPE_REASON] = pd.Series([None] * count, dtype="string")
     frame[cols.SCOPE_SCORE] = pd.Series([None] * count, dtype="Float64")
+    frame[cols.REPORT] = pd.Series([None] * count, dtype="string")
     frame[cols.LABEL] = labels.astype(np.int8)
     return pd.DataFrame(frame)
 

@@ -10,6 +10,15 @@ diagnosis". highdicom copies the patient and study modules from the source
 (the evidence), so the PACS files the SR in the source's study; nothing of
 those modules ever reaches our own outputs.
 
+The film's header is never copied whole. :func:`clean_evidence` takes the
+four UIDs a reference needs and the patient and study attributes a PACS files
+a report by (the type 2 ones of PS3.3 C.7.1.1 and C.7.2.1), each checked
+against its VR: a malformed one is left empty in the report and named
+(``PatientBirthDate (DA) malformed``), and a malformed UID means no report
+(:class:`~pneumo_batch.errors.ReportError`). highdicom and pydicom's value
+types raise on malformed values and warn quoting them; building happens with
+both silenced, so a value never reaches a log.
+
 UIDs are derived (``2.25.`` + a hash) from the source UIDs and the model's
 name and version, so a rerun rebuilds the same SR instance and the PACS
 keeps one copy. Out-of-scope films get no report: callers only build one
@@ -18,9 +27,16 @@ for a film that has a decision.
 
 from __future__ import annotations
 
+import logging
 import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pneumo_batch.errors import ReportError
+from pneumo_batch.imaging.dicom_values import MALFORMED, HeaderIssue, HeaderReader
 
 if TYPE_CHECKING:
     import highdicom
@@ -37,10 +53,14 @@ SUSPECTED_MEANING = "pneumonia suspected"
 NOT_SUSPECTED_MEANING = "pneumonia not suspected"
 #: Fixed forever: changing it would change every report's UID and duplicate SRs in the PACS.
 _UID_NAMESPACE = uuid.UUID("8f1d6a52-3c1e-5b8a-9a43-2f6c0d7e4b19")
-#: Attributes highdicom reads from the evidence to fill the SR's patient and
-#: study modules; DICOM lets a source leave them out (type 2), we then copy them empty.
+#: What a reference to the film needs: without all four, well formed, there is no report.
+_EVIDENCE_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+#: Attributes highdicom reads from the evidence to fill the SR's patient and study
+#: modules; DICOM lets a source leave them empty (type 2), and so do we when one is malformed.
 _PATIENT_STUDY_TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber",
                         "StudyID", "StudyDate", "StudyTime", "ReferringPhysicianName")
+_PATIENT_SEX_VALUES = frozenset({"M", "F", "O"})
+_TEXT_VRS = frozenset({"PN", "LO", "SH"})
 
 
 @dataclass(frozen=True)
@@ -95,10 +115,24 @@ def build_screening_report(
     model: ModelIdentity,
     operating_point: ValidatedOperatingPoint,
 ) -> highdicom.sr.ComprehensiveSR:
-    """The SR for one in-scope film scored ``score``; suspected when ``score >= threshold``."""
+    """The SR for one in-scope film scored ``score``; suspected when ``score >= threshold``.
+
+    Raises :class:`~pneumo_batch.errors.ReportError` when the film's UIDs are
+    malformed or the report cannot be built for another reason (named by type only).
+    """
+    evidence = clean_evidence(source).header
+    with _quiet_builders():
+        try:
+            return _build(evidence, score, model, operating_point)
+        except Exception as error:  # noqa: BLE001 - highdicom raises many types; its text may quote a value
+            raise ReportError(f"report not built: {type(error).__name__}") from None
+
+
+def _build(
+    evidence: pydicom.Dataset, score: float, model: ModelIdentity, operating_point: ValidatedOperatingPoint
+) -> highdicom.sr.ComprehensiveSR:
     import highdicom as hd
 
-    evidence = _evidence_header(source)
     uids = report_uids(str(evidence.SeriesInstanceUID), str(evidence.SOPInstanceUID), model)
     algorithm = hd.sr.AlgorithmIdentification(
         name=model.name,
@@ -165,18 +199,103 @@ def read_finding(report: pydicom.Dataset) -> tuple[str, str]:
     return str(finding.value.meaning), str(group.source_images[0].referenced_sop_instance_uid)
 
 
-def _evidence_header(source: pydicom.Dataset) -> pydicom.Dataset:
-    """The source's header without its pixels: all highdicom needs, and small to keep."""
+@dataclass(frozen=True)
+class Evidence:
+    header: pydicom.Dataset
+    """The film's UIDs, modality and size, and its well-formed patient and study attributes, nothing else."""
+    omitted: tuple[HeaderIssue, ...]
+    """The attributes left empty because they were malformed."""
+
+
+def clean_evidence(source: pydicom.Dataset) -> Evidence:
+    """What a report copies from ``source``: the film's UIDs and its patient and study attributes, each checked.
+
+    Raises :class:`~pneumo_batch.errors.ReportError` naming the first UID that
+    is missing or malformed, or a SOP class that is no image storage.
+    """
     import pydicom
 
-    header = pydicom.Dataset()
-    for element in source:
-        if element.tag.group < 0x7FE0:  # stop before Pixel Data and its kin
-            header.add(element)
-    for keyword in _PATIENT_STUDY_TYPE2:
-        if keyword not in header:
-            setattr(header, keyword, None)
-    return header
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = HeaderReader(source)
+        header = pydicom.Dataset()
+        for keyword in _EVIDENCE_UIDS:
+            uid = values.text(keyword)
+            if uid is None:
+                raise ReportError(f"report not built: {keyword} (UI) {'missing' if keyword not in source else MALFORMED}")
+            setattr(header, keyword, uid)
+        if not _is_known_sop_class(header.SOPClassUID):
+            raise ReportError("report not built: SOPClassUID (UI) not an image storage class")
+        # highdicom checks that a source image is one: its modality and pixel size.
+        header.Modality = values.text("Modality")
+        header.Rows, header.Columns = values.integer("Rows"), values.integer("Columns")
+        for keyword in ("Modality", "Rows", "Columns"):
+            if header.get(keyword) is None:
+                raise ReportError(f"report not built: {keyword} ({_vr(keyword)}) missing or malformed")
+        charsets, ascii_only = _character_sets(values)
+        if charsets:
+            header.SpecificCharacterSet = charsets if len(charsets) > 1 else charsets[0]
+        omitted = []
+        for keyword in _PATIENT_STUDY_TYPE2:
+            value = values.text(keyword)
+            if value is not None and not _fits(keyword, value, ascii_only):
+                omitted.append(HeaderIssue(keyword, _vr(keyword)))
+                value = None
+            setattr(header, keyword, value)
+    issues = {issue for issue in values.issues if issue.keyword in _PATIENT_STUDY_TYPE2 or issue.keyword == "SpecificCharacterSet"}
+    return Evidence(header=header, omitted=tuple(sorted(issues | set(omitted))))
+
+
+def _character_sets(values: HeaderReader) -> tuple[list[str], bool]:
+    """The film's Specific Character Set if pydicom knows every term; otherwise none, and names must be ASCII."""
+    from pydicom.charset import python_encoding
+
+    terms = list(values.texts("SpecificCharacterSet", strip=False))
+    known = all(term.strip() in python_encoding or term.strip() == "" for term in terms)
+    if not known:
+        values.note("SpecificCharacterSet")
+        return [], True
+    return terms, not terms
+
+
+def _fits(keyword: str, value: str, ascii_only: bool) -> bool:
+    if keyword == "PatientSex":
+        return value in _PATIENT_SEX_VALUES
+    return not (ascii_only and _vr(keyword) in _TEXT_VRS and not value.isascii())
+
+
+def _vr(keyword: str) -> str:
+    from pydicom.datadict import dictionary_VR
+
+    return str(dictionary_VR(keyword))
+
+
+def _is_known_sop_class(uid: str) -> bool:
+    """Whether highdicom knows the IOD of ``uid`` (it needs it to copy the patient and study modules)."""
+    try:
+        from highdicom._standard_utils import get_sop_class_iod_map
+    except ImportError:  # a private helper: if it moves, building still fails cleanly, by type
+        return True
+    return uid in get_sop_class_iod_map()
+
+
+@contextmanager
+def _quiet_builders() -> Iterator[None]:
+    """highdicom warns and logs quoting values (a name without a caret): silence both while a report is built.
+
+    Not thread-safe (warnings filters are global): reports are built on one thread.
+    """
+    quieted = [logging.getLogger(name) for name in ("highdicom", "pydicom")]
+    before = [log.disabled for log in quieted]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for log in quieted:
+            log.disabled = True
+        try:
+            yield
+        finally:
+            for log, was in zip(quieted, before):
+                log.disabled = was
 
 
 def _code(value: str, meaning: str, *, scheme: str = CODING_SCHEME) -> highdicom.sr.CodedConcept:

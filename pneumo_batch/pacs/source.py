@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +21,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pneumo_batch.errors import PacsAuthError, PacsError, PacsStoreError, PacsUnavailableError
+from pneumo_batch.errors import PacsAuthError, PacsError, PacsStoreError, PacsUnavailableError, ReportError
 from pneumo_batch.pacs.location import PacsCredentials, PacsLocation, StudyDateRange
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class _InstanceGone(Exception):
 
 class _Refused(PacsError):
     """Another 4xx: the PACS will not serve this request, retrying will not help."""
+
+
+class _StoreRefused(PacsStoreError):
+    """The STOW-RS reply lists instances the PACS did not take (its Failed SOP Sequence)."""
 
 
 class PacsSource:
@@ -212,21 +217,24 @@ class PacsSource:
             return RetrievedInstance(ref, error=str(refused))
         except (ValueError, EOFError, InvalidDicomError) as error:  # a malformed reply
             return RetrievedInstance(ref, error=f"{UNREADABLE_REASON}: {type(error).__name__}")
-        return RetrievedInstance(ref, part10=_part10_bytes(dataset))
+        try:  # the elements stay raw (never converted), so writing them back neither warns nor checks values
+            return RetrievedInstance(ref, part10=_part10_bytes(dataset))
+        except Exception as error:  # noqa: BLE001 - a value pydicom will not write back raises many types
+            return RetrievedInstance(ref, error=f"{UNREADABLE_REASON}: {type(error).__name__}")
 
-    def retrieve_header(self, ref: InstanceRef) -> pydicom.Dataset | None:
-        """One instance's header (WADO-RS metadata: no pixels are sent), or None when it is gone."""
-        import pydicom
+    def retrieve_metadata(self, ref: InstanceRef) -> list[dict[str, Any]] | dict[str, Any] | None:
+        """One instance's header as WADO-RS metadata (DICOM JSON: no pixels are sent), or None when it is gone.
 
+        Parse it with :func:`header_from_metadata` on one thread: parsing warns,
+        and silencing warnings is process-wide.
+        """
         try:
-            metadata = self._call(
+            return self._call(
                 "metadata retrieve",
                 lambda client: client.retrieve_instance_metadata(ref.study_uid, ref.series_uid, ref.sop_uid),
             )
         except (_InstanceGone, _Refused):
             return None
-        # Bulk data (pixels, overlays) stays on the PACS: a report needs the header only.
-        return pydicom.Dataset.from_json(metadata, bulk_data_uri_handler=lambda *_: b"")
 
     def retrieve_all(self, refs: Iterable[InstanceRef]) -> Iterator[RetrievedInstance]:
         """Retrieve in parallel, in input order, with at most ``max_in_flight`` pending.
@@ -250,6 +258,20 @@ class PacsSource:
 
     # -- STOW-RS -----------------------------------------------------------
 
+    def store_one(self, dataset: pydicom.Dataset) -> str | None:
+        """Store one report; ``None`` when stored, else why the PACS refused it (no value quoted).
+
+        Raises :class:`PacsStoreError` when the PACS has no STOW-RS service,
+        :class:`PacsUnavailableError` or :class:`PacsAuthError` as every request does.
+        """
+        try:
+            self.store([dataset])
+        except _Refused as refused:
+            return str(refused)
+        except _StoreRefused as refused:
+            return str(refused)
+        return None
+
     def store(self, datasets: Sequence[pydicom.Dataset]) -> None:
         """Store ``datasets`` in one STOW-RS request; re-storing a UID we built is idempotent."""
         if not datasets:
@@ -261,9 +283,24 @@ class PacsSource:
         failed = reply.get("FailedSOPSequence", [])
         if failed:
             reasons = sorted({str(item.get("FailureReason", "?")) for item in failed})
-            raise PacsStoreError(
+            raise _StoreRefused(
                 f"PACS refused {len(failed)} of {len(datasets)} stored instances (failure reasons {', '.join(reasons)})"
             )
+
+
+def header_from_metadata(metadata: Any) -> pydicom.Dataset:
+    """A header from DICOM JSON; bulk data (pixels, overlays) stays on the PACS.
+
+    Raises :class:`~pneumo_batch.errors.ReportError` (by type, never quoting a value) when it cannot be parsed.
+    """
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's warnings quote values
+            return pydicom.Dataset.from_json(metadata, bulk_data_uri_handler=lambda *_: b"")
+    except Exception as error:  # noqa: BLE001 - malformed JSON values raise many types
+        raise ReportError(f"report not built: header unreadable ({type(error).__name__})") from None
 
 
 def _instance_ref(result: dict[str, Any]) -> InstanceRef:

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pneumo_batch.errors import InputError
+from pneumo_batch.errors import InputError, StepFailedError
 from pneumo_batch.model import ModelArtifact
 from pneumo_batch.scope.header import DEFAULT_HEADER_RULES, HeaderScopeRules, load_header_rules
 from pneumo_batch.scoring.engines import engine_for
@@ -59,7 +59,9 @@ def score_batch(
     ``input_path`` may be a PACS (``dicomweb+http(s)://HOST:PORT/PATH``, a
     string) with ``pacs`` saying which study dates and how to log in; with
     ``pacs.send_results`` each in-scope film then gets a DICOM SR in the
-    PACS (:attr:`ScoreSummary.reports_sent`). PACS errors:
+    PACS (:attr:`ScoreSummary.reports_sent`), once the predictions are
+    written; a failure while sending them is a
+    :class:`~pneumo_batch.errors.StepFailedError` that leaves them in place. PACS errors:
     :class:`~pneumo_batch.errors.PacsUnavailableError` (at the start nothing
     is written; mid-run the finished chunks are kept and a rerun resumes),
     :class:`~pneumo_batch.errors.PacsAuthError`. A rerun fetches and scores
@@ -93,6 +95,9 @@ def score_batch(
     if pacs is not None and pacs.send_results:
         from pneumo_batch.scoring.results import send_run_results
 
-        sent = send_run_results(summary.out, str(input_path), pacs)
-        summary = replace(summary, reports_sent=sent.stored, reports_present=sent.present)
+        try:
+            sent = send_run_results(summary.out, str(input_path), pacs)
+        except Exception as error:  # the predictions are written: say so, whatever stopped the reports
+            raise StepFailedError("sending reports", error, str(summary.out)) from error
+        summary = replace(summary, reports_sent=sent.stored, reports_present=sent.present, reports_not_sent=sent.not_sent)
     return summary

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pneumo_batch import predictions as columns
-from pneumo_batch.errors import ImageError, ModelError, one_line
+from pneumo_batch.errors import ImageError, ModelError
 from pneumo_batch.imaging.features import NUMERIC_IMAGE_FEATURES, intensity_features
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
 from pneumo_batch.imaging.decoders import decode, header_of
@@ -142,7 +142,8 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
             headers[row] = header_of(error)
             continue
         except Exception as error:  # one bad row must never stop the batch
-            errors[row] = f"unexpected error: {type(error).__name__}: {one_line(error)}"
+            # Its type only: an exception's text may quote a header value, and values can identify a patient.
+            errors[row] = f"unexpected error: {type(error).__name__}"
             continue
         pixels[row] = decoded.pixels
         ok[row] = True
@@ -203,6 +204,7 @@ def score_rows(context: RowContext, scorer: Predictor, table: pa.Table, start: i
         pa.array(in_scope, pa.bool_()),
         pa.array([None if verdict is None else verdict.reason for verdict in verdicts], pa.string()),
         pa.array(scope_scores, mask=np.isnan(scope_scores)),
+        pa.nulls(count, pa.string()),  # the report column: filled once reports are sent
     ]
     passthrough = context.schema.names[len(arrays) :]
     arrays += [table.column(name).combine_chunks() for name in passthrough]

@@ -107,6 +107,18 @@ class ScoreSummary:
     """DICOM SRs this run stored in the PACS (``--send-results``), else None (keyword-only, so engines may extend the class)."""
     reports_present: int | None = field(default=None, kw_only=True)
     """With ``--send-results``: the reports the PACS already held from an earlier run (not sent again)."""
+    reports_not_sent: int | None = field(default=None, kw_only=True)
+    """With ``--send-results``: in-scope films that got no report (their ``report`` column says why)."""
+
+    def reports_phrase(self) -> str:
+        """What the summary lines say of the reports (empty without ``--send-results``)."""
+        if self.reports_sent is None:
+            return ""
+        phrase = f", {self.reports_sent:,} reports sent to the PACS"
+        phrase += f" ({self.reports_present:,} already there)" if self.reports_present else ""
+        if self.reports_not_sent:
+            phrase += f", {self.reports_not_sent:,} films without a report (see the report column)"
+        return phrase
 
     @property
     def rows_scored(self) -> int:

@@ -24,7 +24,8 @@ from pneumo_batch.pacs.results import ReportsSent
 from pneumo_batch.scoring.results import send_run_results
 
 #: Columns that must not depend on where the film came from (a folder or the PACS).
-RUN_COLUMNS = {"image_id", "path", "run_id", "scored_at"}
+#: Besides the run's own columns, ``report``: only a PACS film gets a report.
+RUN_COLUMNS = {"image_id", "path", "run_id", "scored_at", "report"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ def test_send_results_files_one_report_per_in_scope_film_and_a_rerun_adds_none(
     assert len(expected) == 27
     counted = re.search(r", (\d+) reports sent to the PACS(?: \((\d+) already there\))?", result.stderr)
     assert counted is not None and int(counted[1]) + int(counted[2] or 0) == len(expected)  # the nightly test may be first
+    outcomes = dict(zip(table.column("image_id").to_pylist(), table.column("report").to_pylist()))
+    assert {uid for uid, outcome in outcomes.items() if outcome in ("stored", "already in the PACS")} == set(expected)
+    assert all(outcome is None for uid, outcome in outcomes.items() if uid not in expected)  # out of scope, errors
 
     reports = stored_reports(orthanc)
     read = [(report, *read_finding(report)) for report in reports]  # each parses with highdicom
