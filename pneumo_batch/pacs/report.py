@@ -255,6 +255,10 @@ def _character_sets(values: HeaderReader) -> tuple[list[str], bool]:
     if not known:
         values.note("SpecificCharacterSet")
         return [], True
+    if terms and terms[0].startswith("ISO 2022"):
+        # "\ISO 2022 IR 87": the empty first value (the default repertoire) is dropped on reading,
+        # highdicom refuses it empty and pydicom will not encode a code extension alone: name it.
+        terms = ["ISO 2022 IR 6", *terms]
     return terms, not terms
 
 
