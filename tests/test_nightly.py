@@ -62,6 +62,28 @@ def test_rerun_replaces_the_partition_and_history_reads_as_one_dataset(train_ima
     assert sorted(p.name for p in (tmp_path / "predictions").iterdir()) == [f"date={DATE}", "date=2026-11-21"]
 
 
+def test_a_step_after_scoring_that_fails_keeps_the_published_predictions(
+    train_images, shipped_default_model, tmp_path, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise ValueError("Unable to convert '19850312c0ffee' to 'DA' object")  # a value: never quoted
+
+    with monkeypatch.context() as patched:
+        patched.setattr("pneumo_batch.nightly.build_monitoring_report", broken)
+        result = nightly("--input", str(train_images), "--output-root", str(tmp_path), "--date", DATE)
+    assert result.exit_code == ExitCode.JOB_FAILED, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: monitoring failed: unexpected ValueError; the predictions are published")
+    assert "19850312" not in result.output and "19850312" not in (tmp_path / "logs" / f"nightly-{DATE}.log").read_text()
+    published = pq.read_table(tmp_path / "predictions" / f"date={DATE}" / "predictions.parquet")
+    assert published.num_rows == 101
+    assert not (tmp_path / "reports" / f"date={DATE}").exists()
+
+    again = nightly("--input", str(train_images), "--output-root", str(tmp_path), "--date", DATE)
+    assert again.exit_code == ExitCode.ROWS_FAILED, again.output  # the rerun finishes what was missing
+    assert (tmp_path / "reports" / f"date={DATE}" / "summary.json").is_file()
+
+
 def test_empty_input_writes_an_empty_partition(shipped_default_model, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
