@@ -9,6 +9,8 @@ Spark and Ray read the whole history as one dataset)::
       workspace/            Evidently workspace, one snapshot per night (a rerun replaces it)
       logs/nightly-YYYY-MM-DD.log
       metrics/pneumo_batch.prom   Prometheus textfile (or ``metrics_dir``), rewritten by every run
+      labels/reads-HASH.parquet   the label store (``pneumo-batch labels add``), append-only
+      realized/realized_performance.json   realized performance from the reads, recomputed when they change
       .nightly.lock         held (flock) while a run is active
 
 A run builds the new partition under a dot-prefixed staging folder (which
@@ -41,6 +43,7 @@ from pneumo_batch.monitoring import (
     MonitoringSummary,
     build_monitoring_report,
     read_predictions,
+    refresh_realized,
     resolve_reference,
     write_verdict_page,
 )
@@ -140,6 +143,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         )
         storage.replace_folder(staging, predictions)
 
+        realized = _realized(root)
         reports = partition(root, "reports", options.date)
         report_staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
         scored = predictions if options.engine is Engine.RAY else predictions / PREDICTIONS_FILE
@@ -150,6 +154,7 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
             model_metadata=metadata,
             workspace=options.workspace or root / "workspace",
             night=options.date,
+            realized=realized,
         )
         write_verdict_page(report_staging, monitoring.as_dict(), read_predictions([str(scored)]))
         storage.replace_folder(report_staging, reports)
@@ -168,6 +173,16 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
         record_success(result)
         logger.log(logging.WARNING if result.needs_attention else logging.INFO, "%s", result.summary_line())
     return result
+
+
+def _realized(root: Path) -> dict[str, Any] | None:
+    """The realized-performance history, recomputed when labels or nights changed (issue 23); a broken
+    label store is logged and never fails the night."""
+    try:
+        return refresh_realized(root)
+    except InputError as error:
+        logger.error("realized performance not computed: %s", error)
+        return None
 
 
 @contextmanager
@@ -214,8 +229,26 @@ def run_metrics(result: NightlyResult | None, *, finished_at: float, duration_se
             "class_balance": summary.class_balance_alert,
             "out_of_scope": bool(getattr(summary, "out_of_scope_alert", False)),
             "performance": summary.performance_alert,
+            "sensitivity": getattr(summary, "sensitivity_alert", False),
+            "subgroup": getattr(summary, "subgroup_alert", False),
         },
+        **realized_metrics(getattr(summary, "realized_performance", None)),
     )
+
+
+def realized_metrics(realized: dict[str, Any] | None) -> dict[str, float | None]:
+    """The realized-performance gauges: the 30-day window at the screening point, the sensitivity CUSUM."""
+    realized = realized or {}
+    window = next((w for w in realized.get("windows") or [] if w.get("chunk") == "30d"), {})
+    test = realized.get("sensitivity_test") or {}
+    point = (window.get("operating_points") or {}).get(test.get("operating_point", "screening")) or {}
+    return {
+        "realized_sensitivity": _part(point.get("sensitivity"), "estimate"),
+        "realized_specificity": _part(point.get("specificity"), "estimate"),
+        "label_coverage": window.get("coverage"),
+        "sensitivity_cusum": test.get("statistic"),
+        "sensitivity_cusum_threshold": test.get("threshold"),
+    }
 
 
 def _part(value: Any, key: str) -> float | None:

@@ -56,3 +56,22 @@ def reads_csv(path: Path, ids: list[str], labels: list[int] | np.ndarray, *, wor
         frame["source"] = source
     frame.to_csv(path, index=False)
     return path
+
+
+def write_resampled_nights(root: Path, scored: pd.DataFrame, n_nights: int, size: int, seed: int = 0,
+                           first: date = FIRST_NIGHT) -> pd.DataFrame:
+    """``n_nights`` nights of ``size`` films drawn from the scored test films, each film's id made unique to
+    its night (a film sent again is a new film). Returns every written row with its true ``label``."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for offset in range(n_nights):
+        night = first + timedelta(days=offset)
+        rows = scored.iloc[rng.choice(len(scored), size, replace=False)].copy()
+        rows["image_id"] = rows["image_id"] + f"@{night.isoformat()}"
+        folder = root / "predictions" / f"date={night.isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table = pa.Table.from_pandas(rows.drop(columns=["label", "label_name", "split", "index"], errors="ignore"),
+                                     preserve_index=False)
+        storage.write_parquet(folder / "predictions.parquet", table)
+        written.append(rows.assign(night=night))
+    return pd.concat(written, ignore_index=True)

@@ -84,6 +84,7 @@ from pneumo_batch.monitoring.performance import (
     validated_figures,
 )
 from pneumo_batch.monitoring.prevalence import PrevalenceEstimate
+from pneumo_batch.monitoring.realized import compact
 from pneumo_batch.monitoring.reference import reweighted_reference
 from pneumo_batch.monitoring.scope import false_flag_rate, out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import (
@@ -117,6 +118,7 @@ def build_monitoring_report(
     project: str = DEFAULT_PROJECT,
     night: date | None = None,
     rules: MonitoringRules = MonitoringRules(),
+    realized: Mapping[str, Any] | None = None,
 ) -> MonitoringSummary:
     """Compare a batch of predictions with a reference; write the report files; return the verdict.
 
@@ -132,7 +134,10 @@ def build_monitoring_report(
     "specificity": 0.6}, ...}}``. With ``workspace`` the run is also added
     as a snapshot to that Evidently workspace, in project ``project``; with
     ``night`` (nightly runs) it is dated that night and replaces the night's
-    earlier snapshot.
+    earlier snapshot. ``realized`` is an output root's realized-performance
+    history (:func:`~.realized.refresh_realized`): its sensitivity and
+    subgroup alerts join the verdict, its figures ``realized_performance``
+    and ``subgroups``.
     """
     out_dir = Path(out_dir)
     inputs, batch, runs = _read_batch(current)
@@ -217,6 +222,8 @@ def build_monitoring_report(
         scope=scope,
         performance=performance,
         performance_alert=enough and any(p.below_validated for p in performance),
+        sensitivity=(realized or {}).get("sensitivity_test"),
+        subgroup_alerts=((realized or {}).get("subgroups") or {}).get("alerts") or [],
     )
     alerts = alert_lines(findings)
 
@@ -260,6 +267,10 @@ def build_monitoring_report(
         workspace=None,
         warnings=warnings,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sensitivity_alert=findings.sensitivity_alert,
+        subgroup_alert=bool(findings.subgroup_alerts),
+        realized_performance=compact(realized) if realized is not None else None,
+        subgroups=(realized or {}).get("subgroups"),
     )
     if workspace is not None and snapshot is not None:
         added = add_to_workspace(snapshot, Path(workspace), project, figures=night_figures(summary), night=night)
