@@ -1,6 +1,6 @@
 """The DICOM header fields pneumo-batch reads, and nothing else.
 
-Only the attributes named here are ever read from a dataset: the ten
+Only the attributes named here are ever read from a dataset: the twelve
 prediction columns (:data:`HEADER_COLUMNS`) and what the scope rules need
 (frames, SOP class, presentation intent, image type). Patient names, ids,
 birth dates, accession numbers, institutions and physicians are never
@@ -25,6 +25,8 @@ HEADER_COLUMNS: tuple[str, ...] = (
     "study_instance_uid",
     "transfer_syntax",
     "photometric_interpretation",
+    "manufacturer",
+    "manufacturer_model_name",
 )
 
 #: SOP classes whose UID alone says "for processing" (DX, mammography, intra-oral).
@@ -60,6 +62,9 @@ class DicomHeader:
     presentation_intent_type: str | None
     """``FOR PRESENTATION`` / ``FOR PROCESSING``: the DX attribute, else implied by the SOP class, else ``None``."""
     image_type: tuple[str, ...]
+    manufacturer: str | None = None
+    """The scanner's maker and model, for realized performance by scanner (never station or institution)."""
+    manufacturer_model_name: str | None = None
 
     def columns(self) -> dict[str, Any]:
         """The prediction columns, exactly :data:`HEADER_COLUMNS`."""
@@ -108,6 +113,8 @@ def read_header(ds: Any) -> DicomHeader:
         sop_class_uid=sop_class,
         presentation_intent_type=intent.upper() if intent else None,
         image_type=tuple(str(part) for part in image_type) if image_type is not None else (),
+        manufacturer=_text(ds.get("Manufacturer")),
+        manufacturer_model_name=_text(ds.get("ManufacturerModelName")),
     )
 
 
