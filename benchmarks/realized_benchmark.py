@@ -10,7 +10,11 @@
    labelled pneumonias until the alarm (mean, median, 95th percentile).
    Then the same with the shipped model's own misses on the PneumoniaMNIST
    test split resampled (its sensitivity there is about 0.984).
-2. Recomputing the history: ``--nights`` nights of ``--films`` films (rows
+2. With ``--nannyml-python`` (a venv with NannyML): 30 nights of 150 test
+   films with every read, our per-night sensitivity, specificity, PPV and
+   AUC against NannyML's ``PerformanceCalculator`` (recall, specificity,
+   precision, roc_auc, one chunk per day): the largest difference.
+3. Recomputing the history: ``--nights`` nights of ``--films`` films (rows
    of the test split scored by the shipped model, resampled, each night's ids
    unique), reads for half the films in 30 files, then one new label file:
    the time of ``refresh_realized`` (which rereads everything).
@@ -99,8 +103,40 @@ def recompute_time(scored: pd.DataFrame, nights: int, films: int) -> dict[str, f
         started = time.perf_counter()
         refreshed = refresh_realized(root)
         seconds = time.perf_counter() - started
-        assert refreshed["n_relabelled"] == 200
+        assert refreshed["n_relabelled"] == len(new)
     return {"build_seconds": built, "recompute_seconds": seconds}
+
+
+def nannyml_comparison(scored: pd.DataFrame, python: str) -> dict[str, float]:
+    import subprocess
+
+    from pneumo_batch.labels import add_labels
+    from pneumo_batch.monitoring.realized import realized_performance
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from labels_nights import write_resampled_nights
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        rows = write_resampled_nights(work / "root", scored, n_nights=30, size=150, seed=11)
+        rows[["image_id", "label"]].to_csv(work / "reads.csv", index=False)
+        add_labels(work / "reads.csv", work / "root")
+        ours = realized_performance(work / "root")
+        kept = rows[(rows["status"] == "ok") & rows["in_scope"].fillna(True)]
+        pd.DataFrame({"night": pd.to_datetime(kept["night"]), "y": kept["label"].astype(int),
+                      "p": kept["p_pneumonia"].astype(float), "pred": kept["pred_screening"].astype(int)}
+                     ).to_parquet(work / "labelled.parquet")
+        subprocess.run([python, str(Path(__file__).parent / "realized_nannyml.py"), str(work)], check=True)
+        theirs = pd.read_parquet(work / "nannyml_realized.parquet").set_index("night")
+    differences = {"sensitivity": [], "specificity": [], "ppv": [], "auc": []}
+    for night in ours.nights:
+        point = night.operating_points["screening"]
+        row = theirs.loc[night.chunk]
+        differences["sensitivity"].append(abs(point.sensitivity.estimate - row["recall"]))
+        differences["specificity"].append(abs(point.specificity.estimate - row["specificity"]))
+        differences["ppv"].append(abs(point.ppv.estimate - row["precision"]))
+        differences["auc"].append(abs(night.auc.estimate - row["roc_auc"]))
+    return {"nights": len(ours.nights), **{f"max_abs_diff_{k}": float(max(v)) for k, v in differences.items()}}
 
 
 def main() -> None:
@@ -109,6 +145,7 @@ def main() -> None:
     parser.add_argument("--positives-per-month", type=int, default=300)
     parser.add_argument("--nights", type=int, default=365)
     parser.add_argument("--films", type=int, default=1000)
+    parser.add_argument("--nannyml-python", help="python of a venv with nannyml installed (the comparison)")
     args = parser.parse_args()
     print(cpu_description())
     print(f"CUSUM: in control {RULES.sensitivity_in_control}, tuned for {RULES.sensitivity_out_of_control}, "
@@ -131,6 +168,8 @@ def main() -> None:
     print(f"  the shipped model's misses on the test split ({missed.sum()} of {len(missed)}, sensitivity "
           f"{1 - missed.mean():.3f}), resampled:",
           cusum_figures(lambda rng, n: missed[rng.integers(0, len(missed), n)], args.runs, args.positives_per_month, 3))
+    if args.nannyml_python:
+        print("Against NannyML's realized performance:", nannyml_comparison(scored, args.nannyml_python))
     print(f"Recompute of {args.nights} nights of {args.films} films after one new label file:",
           recompute_time(scored, args.nights, args.films))
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections import Counter
 import json
 from collections.abc import Mapping
 from datetime import date as Date
@@ -159,13 +160,14 @@ def chunk_figures(rows: pd.DataFrame, name: str, start: Date, end: Date, points:
 
 def point_figures(labelled: pd.DataFrame, point: str, confidence: float) -> PointFigures:
     """Confusion counts of the decisions made (``pred_<point>``; rows without one are left out) and the rates."""
-    decided = labelled[cols.prediction_column(point)].astype("boolean")
-    keep = decided.notna().to_numpy()
-    flagged = decided[keep].to_numpy(dtype=bool)
-    positive = labelled[cols.LABEL].to_numpy()[keep] == 1
+    decided = labelled[cols.prediction_column(point)].to_numpy(dtype=object)
+    keep = pd.notna(decided)
+    flagged = decided[keep].astype(bool)
+    positive = labelled[cols.LABEL].to_numpy(dtype=np.float64, na_value=np.nan)[keep] == 1
     tp, fp = int((flagged & positive).sum()), int((flagged & ~positive).sum())
     tn, fn = int((~flagged & ~positive).sum()), int((~flagged & positive).sum())
-    thresholds = labelled[cols.threshold_column(point)].dropna().unique()
+    thresholds = labelled[cols.threshold_column(point)].to_numpy(dtype=np.float64, na_value=np.nan)
+    thresholds = thresholds[np.isfinite(thresholds)]
     return PointFigures(
         threshold=float(thresholds[-1]) if len(thresholds) else None,
         tp=tp, fp=fp, tn=tn, fn=fn,
@@ -186,11 +188,10 @@ def _calibration(labels: np.ndarray, scores: np.ndarray, rules: RealizedRules) -
 
 
 def _models(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    keys = [cols.MODEL_VERSION, cols.MODEL_SHA256]
-    if rows.empty:
-        return []
-    counts = rows[keys].astype("string").fillna("").value_counts().sort_index()
-    return [{cols.MODEL_VERSION: version, cols.MODEL_SHA256: sha, "rows": int(n)} for (version, sha), n in counts.items()]
+    versions = rows[cols.MODEL_VERSION].to_numpy(dtype=object)
+    shas = rows[cols.MODEL_SHA256].to_numpy(dtype=object)
+    counts = Counter(("" if pd.isna(v) else str(v), "" if pd.isna(s) else str(s)) for v, s in zip(versions, shas))
+    return [{cols.MODEL_VERSION: version, cols.MODEL_SHA256: sha, "rows": n} for (version, sha), n in sorted(counts.items())]
 
 
 def _operating_points(root: Path) -> list[str]:

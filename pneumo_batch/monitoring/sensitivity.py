@@ -33,7 +33,8 @@ def sensitivity_test(labelled: pd.DataFrame, rules: RealizedRules) -> Sensitivit
     column = cols.prediction_column(rules.sensitivity_point)
     if column not in labelled or labelled.empty:
         return None
-    ordered = labelled.sort_values([NIGHT, cols.SCORED_AT, cols.IMAGE_ID], kind="mergesort", na_position="first")
+    # stable: films scored at the same moment keep their order in the night's file
+    ordered = labelled.sort_values([NIGHT, cols.SCORED_AT], kind="mergesort", na_position="first")
     latest_model = ordered[cols.MODEL_SHA256].dropna()
     model = str(latest_model.iloc[-1]) if len(latest_model) else None
     if model is not None:

@@ -39,8 +39,15 @@ UNKNOWN = "unknown"
 def subgroup_labels(rows: pd.DataFrame) -> dict[str, pd.Series]:
     """Each dimension's group of every row, as strings (``unknown`` where the header says nothing)."""
     def text(column: str) -> pd.Series:
-        values = rows[column].astype("string").str.strip().str.upper() if column in rows else pd.Series(pd.NA, index=rows.index, dtype="string")
-        return values.replace("", pd.NA).fillna(UNKNOWN)
+        if column not in rows:
+            return pd.Series(UNKNOWN, index=rows.index, dtype=object)
+        # clean the distinct values only, then spread them back by code (365 nights: a few hundred thousand rows)
+        categories = rows[column].astype("category")
+        names = categories.cat.categories.astype(str).str.strip().str.upper()
+        names = np.asarray(names.where(names != "", UNKNOWN), dtype=object)
+        codes = categories.cat.codes.to_numpy()
+        return pd.Series(np.where(codes >= 0, names[np.maximum(codes, 0)] if len(names) else UNKNOWN, UNKNOWN),
+                         index=rows.index, dtype=object)
 
     age = pd.to_numeric(rows.get(cols.PATIENT_AGE_YEARS), errors="coerce") if cols.PATIENT_AGE_YEARS in rows else pd.Series(np.nan, index=rows.index)
     band = pd.Series(UNKNOWN, index=rows.index, dtype=object)
