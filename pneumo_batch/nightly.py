@@ -45,6 +45,7 @@ from pneumo_batch.monitoring import (
     read_predictions,
     refresh_realized,
     resolve_reference,
+    window_gauges,
     write_verdict_page,
 )
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
@@ -238,17 +239,7 @@ def run_metrics(result: NightlyResult | None, *, finished_at: float, duration_se
 
 def realized_metrics(realized: dict[str, Any] | None) -> dict[str, float | None]:
     """The realized-performance gauges: the 30-day window at the screening point, the sensitivity CUSUM."""
-    realized = realized or {}
-    window = next((w for w in realized.get("windows") or [] if w.get("chunk") == "30d"), {})
-    test = realized.get("sensitivity_test") or {}
-    point = (window.get("operating_points") or {}).get(test.get("operating_point", "screening")) or {}
-    return {
-        "realized_sensitivity": _part(point.get("sensitivity"), "estimate"),
-        "realized_specificity": _part(point.get("specificity"), "estimate"),
-        "label_coverage": window.get("coverage"),
-        "sensitivity_cusum": test.get("statistic"),
-        "sensitivity_cusum_threshold": test.get("threshold"),
-    }
+    return window_gauges(realized)
 
 
 def _part(value: Any, key: str) -> float | None:

@@ -149,3 +149,23 @@ def test_nightly_recomputes_when_labels_arrived(pneumoniamnist, shipped_default_
     gauges = {s.name: s.value for f in text_string_to_metric_families(prom) for s in f.samples}
     assert gauges["pneumo_batch_label_coverage"] == pytest.approx(realized["windows"][1]["coverage"])
     assert gauges["pneumo_batch_sensitivity_cusum_threshold"] == RealizedRulesDefault.cusum_threshold
+
+
+def test_the_verdict_page_shows_what_the_reads_say(root, scored_test_split, tmp_path):
+    from pneumo_batch.monitoring import compact_realized, window_gauges, write_verdict_page
+
+    deliver(root, scored_test_split, tmp_path)
+    realized = refresh_realized(root)
+    compact = compact_realized(realized)
+    summary = {"verdict": "Quiet night: 224 films, 150 flagged for urgent review, nothing unusual.", "alert": False,
+               "n_rows": 224, "realized_performance": compact, "subgroups": realized["subgroups"]}
+    page = write_verdict_page(tmp_path, summary).read_text()
+    assert '<h1 id="verdict" class="quiet">Quiet night</h1>' in page
+    assert 'id="realized-history"' in page and page.count('class="sensitivity"') == 2  # one dot per night with reads
+    window = compact["windows"][0]
+    sensitivity = window["operating_points"]["screening"]["sensitivity"]["estimate"]
+    assert "<th>last 7 days</th>" in page and f"{100 * sensitivity:.1f} %" in page
+    assert "input kind: PNG" in page and "test_0" not in page and "elsewhere" not in page  # no film is named
+    gauges = window_gauges(compact)
+    assert gauges["label_coverage"] == pytest.approx(compact["windows"][1]["coverage"])
+    assert gauges["sensitivity_cusum"] == realized["sensitivity_test"]["statistic"]

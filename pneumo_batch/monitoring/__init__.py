@@ -36,7 +36,7 @@ from pneumo_batch.monitoring.report import (
     build_monitoring_report,
 )
 from pneumo_batch.monitoring.realized import compact as compact_realized
-from pneumo_batch.monitoring.realized import realized_path, refresh_realized
+from pneumo_batch.monitoring.realized import realized_path, refresh_realized, window_gauges
 from pneumo_batch.monitoring.realized_summary import RealizedRules
 from pneumo_batch.monitoring.scope import out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import SUMMARY_FORMAT_VERSION, MonitoringRules, MonitoringSummary, top_error_reasons
@@ -79,6 +79,7 @@ __all__ = [
     "split_by_scope",
     "top_error_reasons",
     "validated_figures",
+    "window_gauges",
     "write_verdict_page",
     "write_predictions_parquet",
     "write_reference_profile",

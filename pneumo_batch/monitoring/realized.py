@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections import Counter
 import json
+from collections import Counter
 from collections.abc import Mapping
 from datetime import date as Date
 from datetime import datetime, timedelta, timezone
@@ -39,8 +39,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pneumo_batch import metrics, storage
-from pneumo_batch.errors import InputError
 from pneumo_batch import predictions as cols
+from pneumo_batch.errors import InputError
 from pneumo_batch.labels import LABELLED, NIGHT, RELABELLED, in_scope_rows, join_labels, read_scored_history
 from pneumo_batch.labels.join import SOP_INSTANCE_UID, night_partitions
 from pneumo_batch.labels.store import label_files
@@ -246,7 +246,39 @@ def compact(realized: Mapping[str, Any]) -> dict[str, Any]:
         "windows": realized.get("windows") or [],
         "sensitivity_test": test,
         "alert": bool(test and test.get("alert")),
+        "history": [_history_entry(night, test) for night in nights],
         "n_films_read": realized.get("n_films_read"),
         "n_unmatched": realized.get("n_unmatched"),
         "n_relabelled": realized.get("n_relabelled"),
+    }
+
+
+def _history_entry(night: Mapping[str, Any], test: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A night of the history plot: coverage, realized screening figures, the estimate and whether it held."""
+    point = (test or {}).get("operating_point", "screening")
+    figures = (night.get("operating_points") or {}).get(point) or {}
+    estimate = night.get("estimate") or {}
+    prevalence = (estimate.get("figures") or {}).get("prevalence") or {}
+    return {
+        "night": night.get("chunk"), "n_labelled": night.get("n_labelled"), "coverage": night.get("coverage"),
+        "sensitivity": figures.get("sensitivity"), "specificity": figures.get("specificity"),
+        "prevalence_realized": prevalence.get("realized"), "prevalence_estimated": prevalence.get("estimated"),
+        "prevalence_low": prevalence.get("low"), "prevalence_high": prevalence.get("high"),
+        "estimate_held": estimate.get("held"),
+    }
+
+
+def window_gauges(realized: Mapping[str, Any] | None, days: int = 30) -> dict[str, float | None]:
+    """The dashboard's and Prometheus' figures from ``realized_performance``: the ``days`` window at the
+    sensitivity test's point (sensitivity, specificity, coverage) and the CUSUM with its threshold."""
+    realized = realized or {}
+    window = next((w for w in realized.get("windows") or [] if w.get("chunk") == f"{days}d"), {})
+    test = realized.get("sensitivity_test") or {}
+    point = (window.get("operating_points") or {}).get(test.get("operating_point", "screening")) or {}
+    return {
+        "realized_sensitivity": (point.get("sensitivity") or {}).get("estimate"),
+        "realized_specificity": (point.get("specificity") or {}).get("estimate"),
+        "label_coverage": window.get("coverage"),
+        "sensitivity_cusum": test.get("statistic"),
+        "sensitivity_cusum_threshold": test.get("threshold"),
     }
