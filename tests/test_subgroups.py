@@ -26,6 +26,7 @@ def test_the_scanner_columns_come_from_the_header_and_never_the_station():
     assert (columns["manufacturer"], columns["manufacturer_model_name"]) == ("Acme Imaging", "DR-9000")
     assert "SECRET" not in repr(columns).upper()
     assert {"manufacturer", "manufacturer_model_name"} <= set(HEADER_COLUMNS)
+    assert {"manufacturer", "manufacturer_model_name"} <= set(output_schema([], pa.schema([])).names)
 
 
 def test_age_bands():
