@@ -203,3 +203,74 @@ def _normal_quantile(probability: float) -> float:
     from statistics import NormalDist
 
     return NormalDist().inv_cdf(probability)
+
+
+def auc_interval(labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95) -> Interval:
+    """AUC with the Hanley-McNeil (1982) normal interval, clipped to [0, 1]; NaN with one class.
+
+    Closed form rather than a bootstrap: the realized-performance history
+    computes it for every night and window, and must stay fast.
+    """
+    auc = roc_auc(labels, scores)
+    n_pos = int(np.sum(np.asarray(labels) == 1))
+    n_neg = len(np.asarray(labels).ravel()) - n_pos
+    if not np.isfinite(auc):
+        return Interval(float("nan"), float("nan"), float("nan"))
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (n_pos * n_neg)
+    half = _normal_quantile(1 - (1 - confidence) / 2) * float(np.sqrt(max(variance, 0.0)))
+    return Interval(float(auc), max(0.0, auc - half), min(1.0, auc + half))
+
+
+def reliability_table(labels: np.ndarray, scores: np.ndarray, n_bins: int = 10) -> list[dict[str, float | int]]:
+    """Per equal-width score bin: its edges, films, mean score and observed pneumonia share (empty bins left out)."""
+    labels, scores = _check(labels, scores)
+    bins = np.clip((scores * n_bins).astype(int), 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    score_sums = np.bincount(bins, weights=scores, minlength=n_bins)
+    positives = np.bincount(bins, weights=labels, minlength=n_bins)
+    return [
+        {"low": b / n_bins, "high": (b + 1) / n_bins, "n": int(counts[b]),
+         "mean_score": float(score_sums[b] / counts[b]), "observed": float(positives[b] / counts[b])}
+        for b in range(n_bins) if counts[b]
+    ]
+
+
+def expected_calibration_error(
+    labels: np.ndarray, scores: np.ndarray, *, n_bins: int = 10, n_resamples: int = 200,
+    confidence: float = 0.95, seed: int = 0,
+) -> Interval:
+    """ECE (film-weighted mean |observed share - mean score| over equal-width bins), percentile bootstrap interval."""
+    labels, scores = _check(labels, scores)
+    if len(labels) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"))
+    bins = np.clip((scores * n_bins).astype(int), 0, n_bins - 1)
+
+    def ece(picked: np.ndarray) -> float:
+        gap = np.bincount(bins[picked], weights=labels[picked] - scores[picked], minlength=n_bins)
+        return float(np.abs(gap).sum() / len(picked))
+
+    rng = np.random.default_rng(seed)
+    values = np.array([ece(rng.integers(0, len(labels), len(labels))) for _ in range(n_resamples)])
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return Interval(ece(np.arange(len(labels))), float(low), float(high))
+
+
+def bernoulli_cusum(outcomes: np.ndarray, p_in_control: float, p_out_of_control: float) -> np.ndarray:
+    """The Bernoulli CUSUM path (Reynolds and Stoumbos 1999) of 0/1 outcomes (1 = an event, here a missed pneumonia).
+
+    ``S_n = max(0, S_{n-1} + w_n)`` with the log-likelihood ratio
+    ``w = log(p1/p0)`` for an event and ``log((1-p1)/(1-p0))`` otherwise;
+    the caller signals when ``S_n`` reaches its threshold.
+    """
+    outcomes = np.asarray(outcomes, dtype=bool).ravel()
+    event = np.log(p_out_of_control / p_in_control)
+    no_event = np.log((1 - p_out_of_control) / (1 - p_in_control))
+    steps = np.where(outcomes, event, no_event)
+    path = np.empty(len(steps))
+    level = 0.0
+    for i, step in enumerate(steps):
+        level = max(0.0, level + step)
+        path[i] = level
+    return path

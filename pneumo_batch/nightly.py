@@ -9,6 +9,8 @@ Spark and Ray read the whole history as one dataset)::
       workspace/            Evidently workspace, one snapshot per night (a rerun replaces it)
       logs/nightly-YYYY-MM-DD.log
       metrics/pneumo_batch.prom   Prometheus textfile (or ``metrics_dir``), rewritten by every run
+      labels/reads-HASH.parquet   the label store (``pneumo-batch labels add``), append-only
+      realized/realized_performance.json   realized performance from the reads, recomputed when they change
       .nightly.lock         held (flock) while a run is active
 
 A run builds the new partition under a dot-prefixed staging folder (which
@@ -50,7 +52,9 @@ from pneumo_batch.monitoring import (
     MonitoringSummary,
     build_monitoring_report,
     read_predictions,
+    refresh_realized,
     resolve_reference,
+    window_gauges,
     write_verdict_page,
 )
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, Engine, Progress, ScoreSummary, ScorerFactory, score_batch
@@ -156,8 +160,9 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
                                   reports_not_sent=sent.not_sent)
                 logger.info("reports: %s", scoring.reports_phrase().lstrip(", "))
 
+        realized = _realized(root)
         reports = partition(root, "reports", options.date)
-        monitoring = steps.run("monitoring", lambda: _monitor(options, scored, reports, reference, metadata))
+        monitoring = steps.run("monitoring", lambda: _monitor(options, scored, reports, reference, metadata, realized))
         steps.raise_first_failure()
         assert monitoring is not None  # a failed step raised above
         for alert in monitoring.alerts:
@@ -200,7 +205,7 @@ class _StepsAfterScoring:
 
 
 def _monitor(options: NightlyOptions, scored: Path, reports: Path, reference: Any,
-             metadata: dict[str, Any] | None) -> MonitoringSummary:
+             metadata: dict[str, Any] | None, realized: dict[str, Any] | None) -> MonitoringSummary:
     """The night's monitoring report and verdict page, built beside ``reports`` and swapped in whole."""
     staging = reports.with_name(f".staging-{reports.name}-{uuid.uuid4().hex[:8]}")
     monitoring = build_monitoring_report(
@@ -210,10 +215,21 @@ def _monitor(options: NightlyOptions, scored: Path, reports: Path, reference: An
         model_metadata=metadata,
         workspace=options.workspace or options.output_root / "workspace",
         night=options.date,
+        realized=realized,
     )
     write_verdict_page(staging, monitoring.as_dict(), read_predictions([str(scored)]))
     storage.replace_folder(staging, reports)
     return monitoring
+
+
+def _realized(root: Path) -> dict[str, Any] | None:
+    """The realized-performance history, recomputed when labels or nights changed (issue 23); a broken
+    label store is logged and never fails the night."""
+    try:
+        return refresh_realized(root)
+    except InputError as error:
+        logger.error("realized performance not computed: %s", error)
+        return None
 
 
 @contextmanager
@@ -260,8 +276,16 @@ def run_metrics(result: NightlyResult | None, *, finished_at: float, duration_se
             "class_balance": summary.class_balance_alert,
             "out_of_scope": bool(getattr(summary, "out_of_scope_alert", False)),
             "performance": summary.performance_alert,
+            "sensitivity": getattr(summary, "sensitivity_alert", False),
+            "subgroup": getattr(summary, "subgroup_alert", False),
         },
+        **realized_metrics(getattr(summary, "realized_performance", None)),
     )
+
+
+def realized_metrics(realized: dict[str, Any] | None) -> dict[str, float | None]:
+    """The realized-performance gauges: the 30-day window at the screening point, the sensitivity CUSUM."""
+    return window_gauges(realized)
 
 
 def _part(value: Any, key: str) -> float | None:

@@ -26,7 +26,7 @@ from pneumo_batch.errors import InputError
 METRICS_FILE = "pneumo_batch.prom"
 PREFIX = "pneumo_batch_"
 #: The alert flags of a run, as the ``kind`` label of ``pneumo_batch_alert``; ``any`` is their union.
-ALERT_KINDS = ("drift", "class_balance", "out_of_scope", "performance")
+ALERT_KINDS = ("drift", "class_balance", "out_of_scope", "performance", "sensitivity", "subgroup")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,13 @@ class RunMetrics:
     training_prevalence: float | None = None
     alerts: Mapping[str, bool] = field(default_factory=dict)
     """Keys from :data:`ALERT_KINDS`."""
+    realized_sensitivity: float | None = None
+    """Of the labelled films of the last 30 days, at the screening point (issue 23)."""
+    realized_specificity: float | None = None
+    label_coverage: float | None = None
+    """Labelled share of the last 30 days' in-scope films."""
+    sensitivity_cusum: float | None = None
+    sensitivity_cusum_threshold: float | None = None
 
 
 METRIC_NAMES = {
@@ -61,6 +68,11 @@ METRIC_NAMES = {
     "prevalence_estimate_low": "Lower end of the prevalence estimate's 95 % interval.",
     "prevalence_estimate_high": "Upper end of the prevalence estimate's 95 % interval.",
     "training_prevalence": "Share of pneumonia in the model's training data.",
+    "realized_sensitivity": "Sensitivity at the screening point by the radiologists' reads of the last 30 days' films.",
+    "realized_specificity": "Specificity at the screening point by the radiologists' reads of the last 30 days' films.",
+    "label_coverage": "Share of the last 30 days' in-scope films that have a radiologist's read.",
+    "sensitivity_cusum": "Bernoulli CUSUM on missed labelled pneumonias; the sensitivity alert fires at its threshold.",
+    "sensitivity_cusum_threshold": "Level at which the sensitivity CUSUM signals a fall in sensitivity.",
     "alert": "1 if the last run raised this kind of monitoring alert (kind=any: any of them).",
 }
 
@@ -100,6 +112,11 @@ def write_run_metrics(path: Path, run: RunMetrics) -> Path:
     gauge("prevalence_estimate_low", run.prevalence_low)
     gauge("prevalence_estimate_high", run.prevalence_high)
     gauge("training_prevalence", run.training_prevalence)
+    gauge("realized_sensitivity", run.realized_sensitivity)
+    gauge("realized_specificity", run.realized_specificity)
+    gauge("label_coverage", run.label_coverage)
+    gauge("sensitivity_cusum", run.sensitivity_cusum)
+    gauge("sensitivity_cusum_threshold", run.sensitivity_cusum_threshold)
     if run.success:
         alert = Gauge(PREFIX + "alert", METRIC_NAMES["alert"], ["kind"], registry=registry)
         for kind in ALERT_KINDS:

@@ -372,3 +372,11 @@ def xray_jpegs_catalogue(xray_jpegs_dir: Path):
     catalogue = pd.read_csv(xray_jpegs_dir / "MANIFEST.csv")
     catalogue["image_id"] = catalogue["cls"] + "/" + catalogue["file"]
     return catalogue
+
+
+@pytest.fixture(scope="session")
+def scored_test_split(pneumoniamnist, shipped_default_model, tmp_path_factory: pytest.TempPathFactory):
+    """Every PneumoniaMNIST test film scored once by the shipped model (see tests/labels_nights.py)."""
+    from labels_nights import score_test_split
+
+    return score_test_split(pneumoniamnist, shipped_default_model, tmp_path_factory.mktemp("scored-test"))

@@ -12,16 +12,21 @@ from pneumo_batch.cli.app import app
 from pneumo_batch.cli.common import ExitCode
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
-COMMANDS = sorted(command.name for command in app.registered_commands)
+SUBCOMMANDS = sorted(
+    f"{group.typer_instance.info.name} {command.name}"
+    for group in app.registered_groups
+    for command in group.typer_instance.registered_commands
+)
+COMMANDS = sorted(command.name for command in app.registered_commands) + SUBCOMMANDS
 
 
 def test_every_command_is_registered():
-    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train", "ui"]
+    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train", "ui", "labels add", "labels show"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_and_is_in_the_readme(command):
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = CliRunner().invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert f"pneumo-batch {command}" in README
@@ -30,7 +35,7 @@ def test_every_command_has_help_and_is_in_the_readme(command):
 @pytest.mark.parametrize("command", [*COMMANDS, None])
 def test_help_names_every_value_in_words(command):
     """No typer placeholders: ``{INPUT}`` in the usage line, ``<bool>`` beside a flag, ``<path>``, ``<int range>``."""
-    result = CliRunner().invoke(app, [command, "--help"] if command else ["--help"], terminal_width=200)
+    result = CliRunner().invoke(app, [*command.split(), "--help"] if command else ["--help"], terminal_width=200)
     assert result.exit_code == 0
     assert re.findall(r"[{}]|<[a-z][a-z |]*>", result.output) == []
 

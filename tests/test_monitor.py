@@ -160,9 +160,11 @@ def test_changed_acquisition_is_detected_and_names_the_features_that_moved(chang
 
 def test_summary_json_fields(train600, fake_model_metadata, pneumoniamnist):
     summary, out, data = train600
-    assert data["format_version"] == 2
-    for key in ("drift_detected", "class_balance_alert", "out_of_scope_alert", "performance_alert", "alert"):
+    assert data["format_version"] == 3
+    for key in ("drift_detected", "class_balance_alert", "out_of_scope_alert", "performance_alert", "alert",
+                "sensitivity_alert", "subgroup_alert"):
         assert data[key] is False
+    assert data["realized_performance"] is None and data["subgroups"] is None  # no output root, no label store
     assert data["verdict"] == f"Quiet night: 600 films, {data['n_flagged']} flagged for urgent review, nothing unusual."
     assert 300 < data["n_flagged"] < 600
     assert (data["n_in_scope"], data["n_out_of_scope"], data["out_of_scope_share"]) == (600, 0, 0.0)

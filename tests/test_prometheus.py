@@ -113,3 +113,18 @@ def test_every_nightly_run_rewrites_the_metrics_file(pneumoniamnist, shipped_def
     samples = _samples(tmp_path / "collector" / "pneumo_batch.prom")
     assert samples[("pneumo_batch_last_run_success", ())] == 0
     assert not any(name == "pneumo_batch_rows" for name, _ in samples)
+
+
+def test_realized_performance_gauges_and_the_sensitivity_alert(tmp_path):
+    night = _night(alerts={"sensitivity": True}, realized_sensitivity=0.91, realized_specificity=0.8,
+                   label_coverage=0.35, sensitivity_cusum=6.2, sensitivity_cusum_threshold=5.5)
+    path = write_run_metrics(metrics_path(tmp_path), night)
+    samples = _samples(path)
+    assert samples[("pneumo_batch_realized_sensitivity", ())] == pytest.approx(0.91)
+    assert samples[("pneumo_batch_label_coverage", ())] == pytest.approx(0.35)
+    assert samples[("pneumo_batch_sensitivity_cusum", ())] == pytest.approx(6.2)
+    assert samples[("pneumo_batch_alert", (("kind", "sensitivity"),))] == 1
+    assert samples[("pneumo_batch_alert", (("kind", "subgroup"),))] == 0
+    assert samples[("pneumo_batch_alert", (("kind", "any"),))] == 1
+    lint = subprocess.run([_promtool(), "check", "metrics"], input=path.read_bytes(), capture_output=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -56,7 +56,10 @@ def test_the_verdict_page_says_in_words_how_the_night_went(
 
     dom, errors = render(page, tmp_path / "profile")
     assert errors == []
-    verdict = re.search(r'<h1 id="verdict"[^>]*>([^<]+)</h1>', dom).group(1)
+    title = re.search(r'<h1 id="verdict"[^>]*>([^<]+)</h1>', dom).group(1)
+    # a short headline, the detail below (the changed images also fail the labelled performance check)
+    assert title == ("Needs a look: the images changed, measured performance fell" if alerting else "Quiet night")
+    verdict = re.search(r'<p id="detail">([^<]+)</p>', dom).group(1)
     assert verdict.startswith("Needs a look: the images themselves changed" if alerting else "Quiet night: 117 films, ")
     assert "flagged for urgent review" in verdict and verdict == html.escape(verdict_sentence(summary.as_dict()))
     assert '<table id="numbers">' in dom and ">Could not be read</th><td>3 (2.5 %)<" in dom
@@ -65,7 +68,10 @@ def test_the_verdict_page_says_in_words_how_the_night_went(
     assert dom.count('src="data:image/png;base64,') == 3 + 8
     assert dom.count("<figcaption>pixels: not like a pediatric chest film</figcaption>") == 3
     assert dom.count("<figcaption>not a recognised image file</figcaption>") == 3
-    assert ">Most unusual (117)<" in dom and "<figcaption>116.00</figcaption>" in dom
+    assert ">Most unusual: least like the training images (8 shown of 117)<" in dom  # says how many it shows
+    assert "<figcaption>116.00</figcaption>" in dom
+    if alerting:  # features named in words, the column beside
+        assert "sharpness (edge strength) <code>img_sharpness</code>" in dom
     assert ('id="drift"' in dom) and (f"{len(summary.drifted_features)} of {len(summary.drift)} features drifted"
                                       in dom if alerting else "No feature drifted" in dom)
     assert 'href="report.html"' in dom and "http" not in re.sub(r"<script\b.*?</script>", "", dom, flags=re.S)

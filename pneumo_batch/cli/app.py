@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from pneumo_batch import __version__
-from pneumo_batch.cli import export_images, fit_scope, monitor, nightly, score, train, ui
+from pneumo_batch.cli import export_images, fit_scope, labels_add, labels_show, monitor, nightly, score, train, ui
 from pneumo_batch.cli.common import DEBUG_ENV, ExitCode, set_debug
 from pneumo_batch.cli.help import WordsCommand, WordsGroup
 
@@ -29,6 +29,12 @@ app.command("nightly", cls=WordsCommand)(nightly.nightly)
 app.command("export-images", cls=WordsCommand)(export_images.export_images)
 app.command("fit-scope", cls=WordsCommand)(fit_scope.fit_scope)
 app.command("ui", cls=WordsCommand)(ui.ui)
+
+labels = typer.Typer(name="labels", cls=WordsGroup, help="The label store: radiologists' reads that arrive after a night.",
+                     no_args_is_help=True)
+labels.command("add", cls=WordsCommand)(labels_add.labels_add)
+labels.command("show", cls=WordsCommand)(labels_show.labels_show)
+app.add_typer(labels)
 
 
 def _version(value: bool) -> None:

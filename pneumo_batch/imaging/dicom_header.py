@@ -32,6 +32,8 @@ HEADER_COLUMNS: tuple[str, ...] = (
     "study_instance_uid",
     "transfer_syntax",
     "photometric_interpretation",
+    "manufacturer",
+    "manufacturer_model_name",
     "header_issues",
 )
 
@@ -68,6 +70,9 @@ class DicomHeader:
     presentation_intent_type: str | None
     """``FOR PRESENTATION`` / ``FOR PROCESSING``: the DX attribute, else implied by the SOP class, else ``None``."""
     image_type: tuple[str, ...]
+    manufacturer: str | None = None
+    """The scanner's maker and model, for realized performance by scanner (never station or institution)."""
+    manufacturer_model_name: str | None = None
     header_issues: str | None = None
     """The malformed elements, ``; ``-joined (``PatientAge (AS) malformed``); ``None`` when every value read was well formed."""
 
@@ -120,6 +125,8 @@ def read_header(ds: Any, values: HeaderReader | None = None) -> DicomHeader:
         "sop_class_uid": sop_class,
         "presentation_intent_type": intent,
         "image_type": values.texts("ImageType"),
+        "manufacturer": values.text("Manufacturer"),
+        "manufacturer_model_name": values.text("ManufacturerModelName"),
     }
     issues = sorted({*values.issues, *(meta.issues if meta is not None else ())})
     return DicomHeader(**fields, header_issues="; ".join(map(str, issues)) or None)

@@ -32,6 +32,24 @@ NUMERIC_IMAGE_FEATURES: tuple[str, ...] = (
 FILE_FEATURES: tuple[str, ...] = ("img_width", "img_height", "img_aspect_ratio", "img_mode", "img_format")
 """Facts about the original file; null in the training profile."""
 
+#: What each monitored column measures, in words (the verdict page names features so, the column beside).
+FEATURE_WORDS: dict[str, str] = {
+    "img_mean": "mean brightness",
+    "img_std": "brightness spread",
+    "img_p05": "dark end (5th percentile of brightness)",
+    "img_p50": "median brightness",
+    "img_p95": "bright end (95th percentile of brightness)",
+    "img_contrast": "contrast",
+    "img_sharpness": "sharpness (edge strength)",
+    "img_saturated_share": "share of pure black or white pixels",
+    "img_width": "original width",
+    "img_height": "original height",
+    "img_aspect_ratio": "aspect ratio",
+    "img_mode": "colour mode",
+    "img_format": "file format",
+    "p_pneumonia": "model score",
+}
+
 #: A pixel this close to black or white counts as saturated (clipped exposure,
 #: burned-in borders, screenshots).
 _SATURATION_MARGIN = 2

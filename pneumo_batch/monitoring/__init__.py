@@ -5,7 +5,8 @@ reference a run compares with), :mod:`~.loading` (reading predictions),
 :mod:`~.scope` (out-of-scope rows), :mod:`~.prevalence` (label-shift estimators),
 :mod:`~.drift`, :mod:`~.balance` (class balance), :mod:`~.performance`,
 :mod:`~.evidently_report` (the Evidently run), :mod:`~.workspace`,
-:mod:`~.summary` (what summary.json holds), :mod:`~.verdict` (the sentence) and :mod:`~.report`, which runs them all
+:mod:`~.realized` (performance by the late labels, per night and window), :mod:`~.sensitivity`
+(the alert when realized sensitivity falls), :mod:`~.subgroups`, :mod:`~.summary` (what summary.json holds), :mod:`~.verdict` (the sentence) and :mod:`~.report`, which runs them all
 (:func:`build_monitoring_report`). A new monitor is a module here whose
 findings :mod:`~.report` adds to the summary.
 """
@@ -34,6 +35,9 @@ from pneumo_batch.monitoring.report import (
     SUMMARY_FILE,
     build_monitoring_report,
 )
+from pneumo_batch.monitoring.realized import compact as compact_realized
+from pneumo_batch.monitoring.realized import realized_path, refresh_realized, window_gauges
+from pneumo_batch.monitoring.realized_summary import RealizedRules
 from pneumo_batch.monitoring.scope import out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import SUMMARY_FORMAT_VERSION, MonitoringRules, MonitoringSummary, top_error_reasons
 from pneumo_batch.monitoring.verdict_page import INDEX_HTML, write_verdict_page
@@ -50,11 +54,13 @@ __all__ = [
     "SUMMARY_FORMAT_VERSION",
     "WORKSPACE_ENV",
     "MonitoringRules",
+    "RealizedRules",
     "MonitoringSummary",
     "ValidationProfile",
     "add_to_workspace",
     "build_monitoring_report",
     "categorical_drift",
+    "compact_realized",
     "class_balance_alert",
     "discover_predictions",
     "estimate_performance",
@@ -64,6 +70,8 @@ __all__ = [
     "out_of_scope_test",
     "read_predictions",
     "read_reference",
+    "realized_path",
+    "refresh_realized",
     "reference_profile_frame",
     "resolve_reference",
     "reweighted_reference",
@@ -71,6 +79,7 @@ __all__ = [
     "split_by_scope",
     "top_error_reasons",
     "validated_figures",
+    "window_gauges",
     "write_verdict_page",
     "write_predictions_parquet",
     "write_reference_profile",

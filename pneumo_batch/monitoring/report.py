@@ -84,8 +84,10 @@ from pneumo_batch.monitoring.performance import (
     validated_figures,
 )
 from pneumo_batch.monitoring.prevalence import PrevalenceEstimate
+from pneumo_batch.monitoring.realized import compact
 from pneumo_batch.monitoring.reference import reweighted_reference
 from pneumo_batch.monitoring.scope import false_flag_rate, out_of_scope_test, split_by_scope
+from pneumo_batch.monitoring.site_calibration import VALIDATION_BASIS, judged_nights, site_profile
 from pneumo_batch.monitoring.summary import (
     MonitoringRules,
     MonitoringSummary,
@@ -117,6 +119,7 @@ def build_monitoring_report(
     project: str = DEFAULT_PROJECT,
     night: date | None = None,
     rules: MonitoringRules = MonitoringRules(),
+    realized: Mapping[str, Any] | None = None,
 ) -> MonitoringSummary:
     """Compare a batch of predictions with a reference; write the report files; return the verdict.
 
@@ -132,7 +135,12 @@ def build_monitoring_report(
     "specificity": 0.6}, ...}}``. With ``workspace`` the run is also added
     as a snapshot to that Evidently workspace, in project ``project``; with
     ``night`` (nightly runs) it is dated that night and replaces the night's
-    earlier snapshot.
+    earlier snapshot. ``realized`` is an output root's realized-performance
+    history (:func:`~.realized.refresh_realized`): its sensitivity and
+    subgroup alerts join the verdict, its figures ``realized_performance``
+    and ``subgroups``, and with enough labelled films of other nights it
+    calibrates the label-free estimates (:mod:`~.site_calibration`,
+    ``estimate_basis``).
     """
     out_dir = Path(out_dir)
     inputs, batch, runs = _read_batch(current)
@@ -159,6 +167,13 @@ def build_monitoring_report(
     scope = out_of_scope_test(n_out, len(ok) + n_out, false_flag_rate=rate, alpha=rules.test_alpha, source=rate_source)
 
     validation = validation_profile(model_metadata, thresholds, rules, rng, warnings) if len(ok) else None
+    basis = VALIDATION_BASIS if validation is not None else None
+    if validation is not None and realized is not None:
+        validation, basis = site_profile(
+            realized, validation, point=rules.prevalence_point, exclude=judged_nights(inputs, night),
+            models={str(m) for m in batch.get(cols.MODEL_SHA256, pd.Series(dtype=str)).dropna().unique()},
+            min_per_class=rules.site_min_per_class, rng=rng, warnings=warnings,
+        )
     training = training_prevalence(ref_ok, model_metadata, validation)
     estimate = prevalence = None
     if validation is not None and training is not None:
@@ -205,6 +220,8 @@ def build_monitoring_report(
             validation, estimate, image_drift=drift_detected, operating_point=rules.prevalence_point,
             realized=realized_screening(ok, validation.threshold),
         )
+        if basis != VALIDATION_BASIS:
+            estimated = dataclasses.replace(estimated, reason=estimated.reason.replace("validation", "the site's labelled"))
     findings = Findings(
         n_in_scope=len(ok),
         n_flagged=_flagged(ok, thresholds.get(rules.prevalence_point)),
@@ -217,6 +234,8 @@ def build_monitoring_report(
         scope=scope,
         performance=performance,
         performance_alert=enough and any(p.below_validated for p in performance),
+        sensitivity=(realized or {}).get("sensitivity_test"),
+        subgroup_alerts=((realized or {}).get("subgroups") or {}).get("alerts") or [],
     )
     alerts = alert_lines(findings)
 
@@ -260,6 +279,11 @@ def build_monitoring_report(
         workspace=None,
         warnings=warnings,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sensitivity_alert=findings.sensitivity_alert,
+        subgroup_alert=bool(findings.subgroup_alerts),
+        realized_performance=compact(realized) if realized is not None else None,
+        subgroups=(realized or {}).get("subgroups"),
+        estimate_basis=basis,
     )
     if workspace is not None and snapshot is not None:
         added = add_to_workspace(snapshot, Path(workspace), project, figures=night_figures(summary), night=night)

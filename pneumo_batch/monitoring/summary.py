@@ -13,9 +13,10 @@ import pandas as pd
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
 
+#: 3: ``sensitivity_alert``, ``subgroup_alert``, ``realized_performance``, ``subgroups`` and ``estimate_basis`` (issue 23).
 #: 2: out-of-scope rows, the prevalence estimate, the label-free performance estimate and
 #: the verdict sentence; class balance entries say ``moved`` (informational) instead of ``alert``.
-SUMMARY_FORMAT_VERSION = 2
+SUMMARY_FORMAT_VERSION = 3
 
 
 _TOP_ERRORS = 5
@@ -52,6 +53,9 @@ class MonitoringRules:
     prevalence_tolerance: float = 0.05
     default_false_flag_rate: float = 0.01
     """Out-of-scope share expected by chance when neither the run nor the model states its gate's validated rate."""
+    site_min_per_class: int = 50
+    """Labelled in-scope films of each class (from other nights) the site needs before its own confusion
+    matrix replaces the validation one in the label-free estimates."""
     seed: int = 0
     """Seed of the run's bootstrap draws and reference resampling: the same input gives the same summary."""
 
@@ -226,6 +230,18 @@ class MonitoringSummary:
     workspace: dict[str, str] | None
     warnings: list[str] = field(default_factory=list)
     created_at: str = ""
+    sensitivity_alert: bool = False
+    """The labelled history's Bernoulli CUSUM on missed pneumonias signals a fall in sensitivity."""
+    subgroup_alert: bool = False
+    """A subgroup misses pneumonia more often than the other films (Holm-corrected)."""
+    realized_performance: dict[str, Any] | None = None
+    """With an output root's label store: the realized figures (windows, latest labelled night, the
+    sensitivity test); the whole history is in ``OUTPUT_ROOT/realized/realized_performance.json``."""
+    estimate_basis: str | None = None
+    """Whose confusion matrix corrects the label-free estimates: ``validation``, or
+    ``site labels, n=...`` (the site's labelled films of other nights); null without an estimate."""
+    subgroups: dict[str, Any] | None = None
+    """Realized figures and scope by age band, sex, view, input kind and scanner (with labels)."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pneumo_batch.monitoring.summary import ColumnDrift, PerformanceFigure, PrevalenceFinding, ScopeTest
 
@@ -21,6 +22,13 @@ class Findings:
     scope: ScopeTest
     performance: Sequence[PerformanceFigure]
     performance_alert: bool
+    sensitivity: Mapping[str, Any] | None = None
+    """The realized history's sensitivity test (``realized_performance.sensitivity_test``)."""
+    subgroup_alerts: Sequence[str] = ()
+
+    @property
+    def sensitivity_alert(self) -> bool:
+        return bool(self.sensitivity and self.sensitivity.get("alert"))
 
 
 def alert_lines(findings: Findings) -> list[str]:
@@ -40,7 +48,18 @@ def alert_lines(findings: Findings) -> list[str]:
         lines.append(
             "performance below validated: " + ", ".join(p.name for p in findings.performance if p.below_validated)
         )
+    if findings.sensitivity_alert:
+        lines.append("sensitivity fell: " + _missed(findings.sensitivity))
+    if findings.subgroup_alerts:
+        lines.append("subgroup misses more pneumonia: " + ", ".join(findings.subgroup_alerts))
     return lines
+
+
+def _missed(test: Mapping[str, Any] | None) -> str:
+    test = test or {}
+    return (f"{test.get('n_missed')} of {test.get('n_positives')} labelled pneumonias missed at the "
+            f"{test.get('operating_point')} point (CUSUM {test.get('statistic', 0):.1f} >= {test.get('threshold')}, "
+            f"since {test.get('first_crossed')})")
 
 
 def verdict_sentence(findings: Findings) -> str:
@@ -50,7 +69,7 @@ def verdict_sentence(findings: Findings) -> str:
     tail = _errors(findings.n_errors)
     if findings.scope.n_out_of_scope and not findings.scope.alert:
         tail = f", {findings.scope.n_out_of_scope} more set aside as out of scope{tail}"
-    if not findings.enough_rows and not findings.scope.alert:
+    if not findings.enough_rows and not findings.scope.alert and not findings.sensitivity_alert:
         return f"Too few films for a verdict: {films}, {flagged}{tail}."
     parts = []
     if findings.drift_detected:
@@ -77,6 +96,10 @@ def verdict_sentence(findings: Findings) -> str:
     if findings.performance_alert:
         names = ", ".join(p.name for p in findings.performance if p.below_validated)
         parts.append(f"measured against the labels, {names} fell below the validated figure")
+    if findings.sensitivity_alert:
+        parts.append("the radiologists' reads say sensitivity has fallen: " + _missed(findings.sensitivity))
+    if findings.subgroup_alerts:
+        parts.append("by the reads, these films miss pneumonia more often than the rest: " + ", ".join(findings.subgroup_alerts))
     if not parts:
         return f"Quiet night: {films}, {flagged}, nothing unusual{tail}."
     sentence = "; ".join(parts) + f" ({films}, {flagged}{tail})."

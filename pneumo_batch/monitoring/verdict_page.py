@@ -1,11 +1,14 @@
 """``index.html``: the report's first screen, the verdict in one sentence and the night's numbers.
 
-Read by a data team with a minute to spare: the sentence ("Quiet night:
-412 films, 38 flagged for urgent review, nothing unusual" / "Needs a look:
-..."), the numbers (rows, errors, out of scope, screening positives, the
+Read by a data team with a minute to spare: a short headline ("Quiet
+night", "Needs a look: the images changed") with the verdict sentence below
+it, the numbers (rows, errors, out of scope, screening positives, the
 prevalence estimate against training, estimated performance), the drifted
 features with their effect sizes, and small thumbnails of the out-of-scope,
-error and most unusual images, linked to the full Evidently report. One
+error and most unusual images (the heading says how many of how many are
+shown), features named in words with the column beside, and, with a label
+store, the realized performance (:mod:`~.verdict_realized`), linked to the
+full Evidently report. One
 self-contained file: styles inline, thumbnails as ``data:`` PNGs of the
 28x28 model input (no header text can survive that), so it works from
 ``file://`` with no network. No image id or path is shown.
@@ -29,6 +32,8 @@ import pandas as pd
 
 from pneumo_batch import predictions as cols
 from pneumo_batch import storage
+from pneumo_batch.imaging.features import FEATURE_WORDS
+from pneumo_batch.monitoring.verdict_realized import realized_section
 
 INDEX_HTML = "index.html"
 THUMBNAILS_PER_GROUP = 8
@@ -52,20 +57,44 @@ def verdict_sentence(summary: Mapping[str, Any]) -> str:
     return f"Quiet night: {films}{flagged_text}, {unusual}."
 
 
+#: Each alert line's lead (``summary.json: alerts``) in the words of the headline.
+_ALERT_WORDS = {
+    "drift": "the images changed",
+    "class balance": "the pneumonia share moved",
+    "out of scope": "films that are not pediatric chest X-rays",
+    "performance below validated": "measured performance fell",
+    "sensitivity fell": "realized sensitivity fell",
+    "subgroup misses more pneumonia": "a subgroup misses pneumonia",
+}
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """A few words: "Quiet night", "Too few films for a verdict", or "Needs a look: the images changed"."""
+    if summary.get("alert"):
+        leads = [str(line).split(":", 1)[0] for line in summary.get("alerts") or []]
+        return "Needs a look: " + ", ".join(dict.fromkeys(_ALERT_WORDS.get(lead, lead) for lead in leads))
+    if (summary.get("batch_size_rule") or {}).get("applied") == "too_few_rows":
+        return "Too few films for a verdict"
+    return "Quiet night"
+
+
 def write_verdict_page(out_dir: Path, summary: Mapping[str, Any], rows: pd.DataFrame | None = None) -> Path:
     """Write ``out_dir/index.html`` for ``summary`` (a ``summary.json`` dict) and the night's ``rows``."""
     sentence = verdict_sentence(summary)
+    title = headline(summary)
     parts = [
-        f'<h1 id="verdict" class="{"alert" if summary.get("alert") else "quiet"}">{_e(sentence)}</h1>',
+        f'<h1 id="verdict" class="{"alert" if summary.get("alert") else "quiet"}">{_e(title)}</h1>',
+        f'<p id="detail">{_e(sentence)}</p>',
         _numbers(summary),
         _drift(summary),
+        realized_section(summary),
     ]
     if rows is not None and len(rows):
         parts.append(_thumbnails(rows))
     report = (summary.get("files") or {}).get("html")
     if report:
         parts.append(f'<p><a id="full-report" href="{_e(report)}">The full Evidently report</a></p>')
-    page = _PAGE.format(title=_e(sentence), body="\n".join(parts))
+    page = _PAGE.format(title=_e(title), body="\n".join(parts))
     return storage.write_text(Path(out_dir) / INDEX_HTML, page)
 
 
@@ -82,6 +111,8 @@ def _numbers(summary: Mapping[str, Any]) -> str:
     if isinstance(prevalence, Mapping) and prevalence.get("value") is not None:
         rows.append(("Pneumonia share, estimated", f"{_pct(prevalence['value'])} (95 %: {_pct(prevalence.get('low'))}"
                      f" to {_pct(prevalence.get('high'))}); training {_pct(prevalence.get('training'))}"))
+    if summary.get("estimate_basis"):
+        rows.append(("Estimates corrected with", str(summary["estimate_basis"])))
     performance = summary.get("estimated_performance")
     if isinstance(performance, Mapping) and performance.get("valid") is False:
         rows.append(("Estimated performance tonight", f"not valid: {performance.get('reason') or 'the images changed'}"))
@@ -111,8 +142,11 @@ def _drift(summary: Mapping[str, Any]) -> str:
         score, threshold = float(d.get("score") or 0), float(d.get("threshold") or 0)
         width, mark = 300 * score / largest, 300 * threshold / largest
         colour = "#c0392b" if d.get("drifted") else "#7f8c8d"
+        column = str(d["column"])
+        words = FEATURE_WORDS.get(column)
+        name = f'{_e(words)} <code>{_e(column)}</code>' if words else f"<code>{_e(column)}</code>"
         bars.append(
-            f'<div class="bar"><span class="name">{_e(d["column"])}</span><svg width="310" height="14">'
+            f'<div class="bar"><span class="name">{name}</span><svg width="310" height="14">'
             f'<rect width="{width:.1f}" height="14" fill="{colour}"/><line x1="{mark:.1f}" x2="{mark:.1f}" y1="0" '
             f'y2="14" stroke="#000"/></svg><span>{score:.2f}{" drifted" if d.get("drifted") else ""}</span></div>'
         )
@@ -128,13 +162,16 @@ def _thumbnails(rows: pd.DataFrame) -> str:
     groups.append(("Could not be read", rows[rows[cols.STATUS] != cols.STATUS_OK], cols.ERROR))
     if cols.SCOPE_SCORE in rows:
         ok = rows[rows[cols.STATUS] == cols.STATUS_OK]
-        groups.append(("Most unusual", ok.sort_values(cols.SCOPE_SCORE, ascending=False), cols.SCOPE_SCORE))
+        groups.append(("Most unusual: least like the training images", ok.sort_values(cols.SCOPE_SCORE, ascending=False),
+                       cols.SCOPE_SCORE))
     html_parts = []
     for title, group, caption in groups:
         if group.empty:
             continue
-        cells = "".join(_thumbnail(row, caption) for _, row in group.head(THUMBNAILS_PER_GROUP).iterrows())
-        html_parts.append(f'<h2>{_e(title)} ({len(group):,})</h2><div class="thumbs">{cells}</div>')
+        shown = group.head(THUMBNAILS_PER_GROUP)
+        cells = "".join(_thumbnail(row, caption) for _, row in shown.iterrows())
+        count = f"{len(group):,}" if len(shown) == len(group) else f"{len(shown)} shown of {len(group):,}"
+        html_parts.append(f'<h2>{_e(title)} ({count})</h2><div class="thumbs">{cells}</div>')
     return "".join(html_parts)
 
 
@@ -193,7 +230,8 @@ body {{ font-family: sans-serif; margin: 2em; max-width: 60em; color: #222; }}
 h1.quiet {{ color: #1e7e34; }} h1.alert {{ color: #b03a2e; }}
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: 0.25em 1em 0.25em 0; }}
 th {{ font-weight: normal; color: #555; }}
-.bar {{ display: flex; gap: 0.5em; align-items: center; font-size: 0.9em; }} .bar .name {{ width: 14em; }}
+.bar {{ display: flex; gap: 0.5em; align-items: center; font-size: 0.9em; }} .bar .name {{ width: 24em; }}
+code {{ color: #777; font-size: 0.85em; }} #detail {{ font-size: 1.1em; }}
 .thumbs {{ display: flex; flex-wrap: wrap; gap: 0.5em; }} figure {{ margin: 0; font-size: 0.75em; width: 84px; }}
 .none {{ background: repeating-linear-gradient(45deg, #ddd, #ddd 6px, #eee 6px, #eee 12px); }}
 </style></head>

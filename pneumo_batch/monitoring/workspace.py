@@ -3,7 +3,8 @@
 Each snapshot is the night's Evidently report plus the night's figures
 (:func:`night_figures`: rows scored, error share, out-of-scope count,
 prevalence estimate with its interval and the training share, drift share,
-screening positives), recorded as Evidently ``MeanValue`` metrics of a
+screening positives, and from the label store the realized sensitivity,
+specificity and label coverage of the last 30 days), recorded as Evidently ``MeanValue`` metrics of a
 one-row table so that stock dashboard panels can plot them: the workspace
 opens in a plain ``evidently ui`` without importing pneumo-batch.
 A snapshot of a night (metadata ``night``) replaces that night's earlier one.
@@ -16,6 +17,8 @@ from datetime import date as Date
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pneumo_batch.monitoring.realized import window_gauges
 
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
@@ -41,6 +44,10 @@ PANELS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     )),
     ("Drift share", "line", (("drift_share", "drifted columns / columns"),)),
     ("Screening positives", "bar", (("screening_positives", "flagged at the screening point"),)),
+    ("Realized sensitivity and specificity (last 30 days, by the reads)", "line", (
+        ("realized_sensitivity", "sensitivity"), ("realized_specificity", "specificity"),
+    )),
+    ("Label coverage (last 30 days)", "line", (("label_coverage", "films read / films in scope"),)),
 )
 
 
@@ -57,6 +64,9 @@ def night_figures(summary: MonitoringSummary) -> dict[str, float]:
     for figure, key in (("prevalence_estimate", "value"), ("prevalence_low", "low"), ("prevalence_high", "high"),
                         ("training_prevalence", "training")):
         figures[figure] = prevalence.get(key) if isinstance(prevalence, dict) else getattr(prevalence, key, None)
+    gauges = window_gauges(getattr(summary, "realized_performance", None))
+    for figure in ("realized_sensitivity", "realized_specificity", "label_coverage"):
+        figures[figure] = gauges[figure]
     return {name: float(value) for name, value in figures.items() if value is not None}
 
 
