@@ -95,6 +95,13 @@ def replace_folder(new: Path, target: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def copy_folder(source: Path, target: Path, *, ignore: Callable[[str, list[str]], Any] | None = None) -> None:
+    """A copy of the folder ``source`` at the new path ``target`` (build it under a staging name, then
+    :func:`replace_folder` it into place)."""
+    shutil.copytree(source, target, ignore=ignore)
+    sync_folder(target)
+
+
 def check_writable(folder: str | Path) -> None:
     """Raise :class:`OSError` unless a file can be created in ``folder`` (tried, then removed).
 

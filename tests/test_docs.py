@@ -21,7 +21,8 @@ COMMANDS = sorted(command.name for command in app.registered_commands) + SUBCOMM
 
 
 def test_every_command_is_registered():
-    assert COMMANDS == ["export-images", "fit-scope", "monitor", "nightly", "score", "train", "ui", "labels add", "labels show"]
+    assert COMMANDS == ["adapt", "compare", "export-images", "fit-scope", "monitor", "nightly", "promote", "rollback",
+                        "score", "train", "ui", "validate", "labels add", "labels show", "models list"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -10,7 +10,19 @@ from typing import Annotated
 import typer
 
 from pneumo_batch import __version__
-from pneumo_batch.cli import export_images, fit_scope, labels_add, labels_show, monitor, nightly, score, train, ui
+from pneumo_batch.cli import (
+    export_images,
+    fit_scope,
+    labels_add,
+    labels_show,
+    models,
+    monitor,
+    nightly,
+    score,
+    site,
+    train,
+    ui,
+)
 from pneumo_batch.cli.common import DEBUG_ENV, ExitCode, set_debug
 from pneumo_batch.cli.help import WordsCommand, WordsGroup
 
@@ -29,12 +41,22 @@ app.command("nightly", cls=WordsCommand)(nightly.nightly)
 app.command("export-images", cls=WordsCommand)(export_images.export_images)
 app.command("fit-scope", cls=WordsCommand)(fit_scope.fit_scope)
 app.command("ui", cls=WordsCommand)(ui.ui)
+app.command("validate", cls=WordsCommand)(site.validate)
+app.command("adapt", cls=WordsCommand)(site.adapt)
+app.command("compare", cls=WordsCommand)(site.compare)
+app.command("promote", cls=WordsCommand)(models.promote)
+app.command("rollback", cls=WordsCommand)(models.rollback)
 
 labels = typer.Typer(name="labels", cls=WordsGroup, help="The label store: radiologists' reads that arrive after a night.",
                      no_args_is_help=True)
 labels.command("add", cls=WordsCommand)(labels_add.labels_add)
 labels.command("show", cls=WordsCommand)(labels_show.labels_show)
 app.add_typer(labels)
+
+model_folder = typer.Typer(name="models", cls=WordsGroup, help="The models folder: lineage, and which model is live.",
+                           no_args_is_help=True)
+model_folder.command("list", cls=WordsCommand)(models.models_list)
+app.add_typer(model_folder)
 
 
 def _version(value: bool) -> None:
