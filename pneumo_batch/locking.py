@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pneumo_batch import storage
 from pneumo_batch.errors import JobLockedError
 
 LOCK_FILE = ".nightly.lock"
@@ -30,7 +31,7 @@ LOCK_FILE = ".nightly.lock"
 @contextmanager
 def exclusive_run(output_root: Path) -> Iterator[None]:
     """Hold the output root's lock for the duration, or raise :class:`JobLockedError` at once."""
-    output_root.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(output_root)
     path = output_root / LOCK_FILE
     with hold_lock(path, lambda holder: f"another run holds {path} ({holder}); try again when it ends"):
         yield
@@ -53,6 +54,7 @@ def hold_lock(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
                 raise JobLockedError(refusal(_describe(handle.read()))) from None
             if not _still_named(path, handle.fileno()):
                 continue  # the holder removed this file as we opened it: lock the new one
+            storage.make_private(path)  # ours now, whoever made it: private like every output
             handle.seek(0)
             handle.truncate()
             handle.write(
