@@ -63,3 +63,10 @@ chromium:
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# systemd-analyze, bubblewrap and python3-seccomp for tests/test_systemd_unit.py, where apt may be used without a prompt.
+test test-all: sandbox-tools
+sandbox-tools:
+	@{ [ "$$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; } && .ci/install-sandbox >/dev/null \
+	  || echo "systemd-analyze, bwrap or python3-seccomp is missing and cannot be installed here: run 'sudo .ci/install-sandbox', or tests/test_systemd_unit.py fails"
+.PHONY: sandbox-tools
