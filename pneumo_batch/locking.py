@@ -18,7 +18,7 @@ import json
 import os
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,7 +54,8 @@ def hold_lock(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
                 raise JobLockedError(refusal(_describe(handle.read()))) from None
             if not _still_named(path, handle.fileno()):
                 continue  # the holder removed this file as we opened it: lock the new one
-            storage.make_private(path)  # ours now, whoever made it: private like every output
+            with suppress(PermissionError):  # a stale lock file of another account stays as it is
+                storage.make_private(path)  # ours now: private like every output
             handle.seek(0)
             handle.truncate()
             handle.write(

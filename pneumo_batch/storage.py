@@ -126,18 +126,26 @@ def private_new_entries(folder: str | Path) -> Iterator[None]:
     """Make private every file and folder that appears under ``folder`` during the block.
 
     For a tree another library writes itself (the Evidently workspace): what
-    it adds gets the private modes and the reader group; what was there
-    before is left alone.
+    it adds (or replaces by a rename) gets the private modes and the reader
+    group; what was there before, or was rewritten in place, is left alone.
     """
     root = Path(folder)
-    before = set(_walk(root))
+    before = _inodes(root)
     try:
         yield
     finally:
-        for entry in _walk(root):
-            if entry not in before:
+        for entry, inode in _inodes(root).items():
+            if before.get(entry) != inode:  # new, or replaced by a rename: written in the block
                 with contextlib.suppress(FileNotFoundError):
                     make_private(entry)
+
+
+def _inodes(root: Path) -> dict[Path, int]:
+    found = {}
+    for entry in _walk(root):
+        with contextlib.suppress(FileNotFoundError):
+            found[entry] = entry.lstat().st_ino
+    return found
 
 
 def wider_than_private(folder: str | Path, *, public: Iterable[str | Path] = ()) -> list[tuple[Path, int]]:

@@ -153,12 +153,16 @@ def test_storage_leaves_existing_folders_and_files_as_they_are(tmp_path, umask_0
 
 def test_files_another_library_writes_become_private_but_earlier_ones_do_not(tmp_path, umask_022):
     (tmp_path / "earlier.json").write_text("{}")
+    (tmp_path / "replaced.json").write_text("{}")
     with storage.private_new_entries(tmp_path):
         (tmp_path / "new" / "deeper").mkdir(parents=True)
         (tmp_path / "new" / "deeper" / "snapshot.json").write_text("{}")
+        (tmp_path / "earlier.json").write_text('{"rewritten": "in place"}')
+        (tmp_path / "new" / "replacement.json").write_text("{}")
+        (tmp_path / "new" / "replacement.json").replace(tmp_path / "replaced.json")
     found = modes(tmp_path)
-    assert (found["earlier.json"], found["new"], found["new/deeper"], found["new/deeper/snapshot.json"]) == (
-        0o644, 0o750, 0o750, 0o640)
+    assert found == {".": found["."], "earlier.json": 0o644, "replaced.json": 0o640, "new": 0o750, "new/deeper": 0o750,
+                     "new/deeper/snapshot.json": 0o640}
 
 
 def test_readable_by_refuses_an_unknown_group():
