@@ -35,9 +35,9 @@ def umask_022() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def images(pneumoniamnist, tmp_path_factory) -> Path:
-    """40 real training images (PNG) and one broken file."""
+    """24 real training images (PNG) and one broken file."""
     folder = tmp_path_factory.mktemp("incoming")
-    export_split(pneumoniamnist, "train", folder, limit=40)
+    export_split(pneumoniamnist, "train", folder, limit=24)
     (folder / "images" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return folder / "images"
 
@@ -94,15 +94,31 @@ def test_score_nightly_and_monitor_leave_nothing_others_can_read(images, shipped
     assert "Warning" not in result.output
 
 
-def test_group_reads_what_the_nightly_run_writes(images, shipped_default_model, tmp_path, umask_022):
+def test_a_group_reads_new_outputs_and_older_wide_ones_are_reported_once_and_left_alone(
+        images, shipped_default_model, tmp_path, umask_022):
     readers = other_group()
     root = tmp_path / "nightly"
+    old = root / "predictions" / "date=2026-01-01" / "predictions.parquet"
+    old.parent.mkdir(parents=True)  # under umask 022: the root and both folders 0755
+    old.write_bytes(b"an earlier run's file")
+    old.chmod(0o644)
     result = run("nightly", "--input", str(images), "--output-root", str(root), "--date", DATE, "--workers", "1",
                  "--group", readers.gr_name)
     assert result.exit_code == 3, result.output
-    assert_private(root, public=("metrics", f"metrics/{METRICS_FILE}"))
-    groups = {entry.relative_to(root).as_posix(): entry.stat().st_gid for entry in root.rglob("*")}
-    assert set(groups.values()) == {readers.gr_gid}, groups
+    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1, result.output
+    assert "4 existing output(s)" in warnings[0], warnings  # the file, its two folders and the root
+    earlier = {old, old.parent, old.parent.parent, root}
+    assert {p: stat.S_IMODE(p.stat().st_mode) for p in earlier} == {
+        old: 0o644, old.parent: 0o755, old.parent.parent: 0o755, root: 0o755}
+    assert {p.stat().st_gid for p in earlier} == {os.getegid()}
+    new = {entry for entry in root.rglob("*") if entry not in earlier}
+    assert {entry.relative_to(root).parts[0] for entry in new} == {"predictions", "reports", "workspace", "logs", "metrics"}
+    assert {entry.stat().st_gid for entry in new} == {readers.gr_gid}
+    public = {root / "metrics", root / "metrics" / METRICS_FILE}
+    for entry in new:
+        expected = (0o755 if entry.is_dir() else 0o644) if entry in public else (0o750 if entry.is_dir() else 0o640)
+        assert stat.S_IMODE(entry.stat().st_mode) & ~stat.S_ISGID == expected, entry
 
 
 def test_an_unknown_group_is_refused_before_any_work(images, tmp_path):
@@ -110,22 +126,6 @@ def test_an_unknown_group_is_refused_before_any_work(images, tmp_path):
     assert result.exit_code == 2
     assert "no group 'no-such-group-26'" in result.output
     assert not (tmp_path / "out").exists()
-
-
-def test_wider_existing_outputs_are_reported_once_and_left_alone(images, shipped_default_model, tmp_path, umask_022):
-    root = tmp_path / "nightly"
-    old = root / "predictions" / "date=2026-01-01" / "predictions.parquet"
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"an earlier run's file")
-    old.chmod(0o644)
-    old.parent.chmod(0o755)
-    result = run("nightly", "--input", str(images), "--output-root", str(root), "--date", DATE, "--workers", "1")
-    assert result.exit_code == 3, result.output
-    warnings = [line for line in result.output.splitlines() if line.startswith("Warning:")]
-    assert len(warnings) == 1, result.output
-    assert "4 existing output(s)" in warnings[0], warnings  # the file, its two folders and the root, made under umask 022
-    assert (stat.S_IMODE(old.stat().st_mode), stat.S_IMODE(old.parent.stat().st_mode)) == (0o644, 0o755)
-    assert stat.S_IMODE((root / "predictions" / f"date={DATE}" / "predictions.parquet").stat().st_mode) == 0o640
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
