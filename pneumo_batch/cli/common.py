@@ -114,11 +114,12 @@ def warn_wider_outputs(*folders: Path | None, public: tuple[Path, ...] = ()) -> 
     """
     from pneumo_batch import storage
 
-    found = [entry for folder in folders if folder is not None for entry in storage.wider_than_private(folder, public=public)]
+    given = [folder for folder in folders if folder is not None]
+    found = dict(entry for folder in given for entry in storage.wider_than_private(folder, public=public))  # once each
     if not found:
         return
-    path, mode = found[0]
-    places = " ".join(sorted({str(folder) for folder in folders if folder is not None}))
+    path, mode = next(iter(found.items()))
+    places = " ".join(sorted({str(folder) for folder in given}))
     typer.echo(
         f"Warning: {len(found)} existing output(s) can be read by other accounts or written by the group "
         f"(e.g. {path} {mode:04o}); pneumo-batch leaves them as they are; to make them private run "
