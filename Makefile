@@ -57,9 +57,11 @@ test: install system-tools
 test-all: install system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Chromium, Orthanc with its DICOMweb plugin and promtool, where apt may be used without a prompt.
+# Chromium, Orthanc with its DICOMweb plugin, promtool, systemd-analyze, bubblewrap and python3-seccomp,
+# where apt may be used without a prompt.
 system-tools:
 	@.ci/install-system-tools
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+

@@ -84,7 +84,7 @@ def cache_dir() -> Path:
 
 def download(target: Path, url: str = OFFICIAL_URL, expected_md5: str = OFFICIAL_MD5) -> Path:
     """Download ``url`` to ``target`` atomically, keeping it only if its md5 matches."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(target.parent)
     try:
         with storage.atomic_path(target) as temporary:
             with temporary.open("wb") as out, urllib.request.urlopen(url, timeout=60) as response:

@@ -35,12 +35,13 @@ def export_split(
     data = dataset.split(split)
     count = len(data) if limit is None else min(limit, len(data))
     image_dir = out_dir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(image_dir)
     rows = []
     for index in range(count):
         name = f"{split}_{index:05d}"
         relative = Path("images") / f"{name}.png"
         Image.fromarray(data.images[index], mode="L").save(out_dir / relative)
+        storage.make_private(out_dir / relative)
         label = int(data.labels[index])
         rows.append(
             {

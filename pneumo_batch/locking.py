@@ -18,10 +18,11 @@ import json
 import os
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pneumo_batch import storage
 from pneumo_batch.errors import JobLockedError
 
 LOCK_FILE = ".nightly.lock"
@@ -30,7 +31,7 @@ LOCK_FILE = ".nightly.lock"
 @contextmanager
 def exclusive_run(output_root: Path) -> Iterator[None]:
     """Hold the output root's lock for the duration, or raise :class:`JobLockedError` at once."""
-    output_root.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(output_root)
     path = output_root / LOCK_FILE
     with hold_lock(path, lambda holder: f"another run holds {path} ({holder}); try again when it ends"):
         yield
@@ -53,6 +54,8 @@ def hold_lock(path: Path, refusal: Callable[[str], str]) -> Iterator[None]:
                 raise JobLockedError(refusal(_describe(handle.read()))) from None
             if not _still_named(path, handle.fileno()):
                 continue  # the holder removed this file as we opened it: lock the new one
+            with suppress(PermissionError):  # a stale lock file of another account stays as it is
+                storage.make_private(path)  # ours now: private like every output
             handle.seek(0)
             handle.truncate()
             handle.write(

@@ -88,11 +88,15 @@ class NightlyOptions:
     """TOML file of DICOM header scope rules (a ``[header]`` table); default the built-in rules."""
     pacs: PacsOptions | None = None
     """A PACS input's study dates (default: the night's date), credentials file, settings, send_results."""
+    group: str | None = None
+    """Group that may read what the run writes (see :func:`pneumo_batch.storage.readable_by`); default the account's."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "engine", Engine.parse(self.engine))
         if self.ray_address is not None and self.engine is not Engine.RAY:
             raise InputError("ray_address (--ray-address) needs engine ray (--engine ray)")
+        if self.group is not None:
+            storage.group_id(self.group)  # an unknown group fails here, before any work
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def run_nightly(options: NightlyOptions, *, scorer_factory: ScorerFactory | None
     started = time.perf_counter()
     root = options.output_root
     log = root / "logs" / f"nightly-{options.date.isoformat()}.log"
-    with exclusive_run(root), _log_file(log), _metrics_file(options, started) as record_success:
+    with storage.readable_by(options.group), exclusive_run(root), _log_file(log), \
+            _metrics_file(options, started) as record_success:
         logger.info("nightly %s: input %s, output root %s", options.date, options.input, root)
         artifact = load_model(options.model)
         reference, metadata = resolve_reference(artifact.directory)
@@ -252,6 +257,12 @@ def _metrics_file(options: NightlyOptions, started: float) -> Iterator[Callable[
             logger.error("%s", error)
 
 
+def public_outputs(options: NightlyOptions) -> tuple[Path, ...]:
+    """The outputs meant to be world-readable: the Prometheus textfile and its folder (for node_exporter)."""
+    path = prometheus.metrics_path(options.output_root, options.metrics_dir)
+    return path, path.parent
+
+
 def run_metrics(result: NightlyResult | None, *, finished_at: float, duration_seconds: float) -> prometheus.RunMetrics:
     """What Prometheus gets from a night (``None``: the run failed)."""
     if result is None:
@@ -344,7 +355,8 @@ def _remove_leftovers(root: Path) -> None:
 @contextmanager
 def _log_file(path: Path) -> Iterator[None]:
     """Copy the package's log records (INFO and up) to ``path`` for the duration of a run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(path.parent)
+    storage.create_file(path)  # private before logging appends to it
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package = logging.getLogger("pneumo_batch")

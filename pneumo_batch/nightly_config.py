@@ -17,7 +17,7 @@ CONFIG_KEYS = {f.name for f in fields(NightlyOptions)} | {"quiet"}
 _PATH_KEYS = ("input", "output_root", "model", "root", "workspace", "metrics_dir", "scope_rules")
 #: The TOML types a key accepts (a bool is not an integer here, though Python says it is).
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
-    "workers": (int,), "batch_size": (int,), "quiet": (bool,), "date": (str, Date), "engine": (str,), "ray_address": (str,),
+    "workers": (int,), "batch_size": (int,), "quiet": (bool,), "date": (str, Date), "engine": (str,), "ray_address": (str,), "group": (str,),
     **{key: (str,) for key in _PATH_KEYS},
 }
 _TOML_NAMES: dict[type, str] = {

@@ -24,6 +24,10 @@ from pneumo_batch import storage
 from pneumo_batch.errors import InputError
 
 METRICS_FILE = "pneumo_batch.prom"
+#: The one exception to private outputs (see :mod:`pneumo_batch.storage`): node_exporter runs as
+#: another account, so the textfile is world-readable (0644) and a metrics folder made here is 0755.
+#: It holds counts and rates of a night, nothing about a patient.
+PUBLIC_FOLDER_MODE = 0o755
 PREFIX = "pneumo_batch_"
 #: The alert flags of a run, as the ``kind`` label of ``pneumo_batch_alert``; ``any`` is their union.
 ALERT_KINDS = ("drift", "class_balance", "out_of_scope", "performance", "sensitivity", "subgroup")
@@ -123,8 +127,10 @@ def write_run_metrics(path: Path, run: RunMetrics) -> Path:
             alert.labels(kind=kind).set(1.0 if run.alerts.get(kind) else 0.0)
         alert.labels(kind="any").set(1.0 if any(run.alerts.get(kind) for kind in ALERT_KINDS) else 0.0)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage.write_bytes(path, generate_latest(registry))
+        if not path.parent.exists():
+            storage.make_folder(path.parent)
+            storage.make_private(path.parent, PUBLIC_FOLDER_MODE)
+        storage.write_bytes(path, generate_latest(registry), mode=storage.PUBLIC_FILE_MODE)
     except OSError as error:
         raise InputError(f"cannot write the metrics file: {error.strerror or error}") from None
     return path

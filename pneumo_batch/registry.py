@@ -87,7 +87,7 @@ def list_models(folder: Path) -> list[ModelEntry]:
 
 def record_comparison(challenger: Path, champion_name: str, comparison: dict[str, Any]) -> Path:
     """Keep ``compare``'s findings beside the challenger, where :func:`promote` looks for them."""
-    (challenger / COMPARISONS_FOLDER).mkdir(exist_ok=True)
+    storage.make_folder(challenger / COMPARISONS_FOLDER)
     return storage.write_json(challenger / COMPARISONS_FOLDER / f"{champion_name}.json", comparison)
 
 

@@ -102,6 +102,33 @@ def check_report_folder(out: Path, option: str = "--out") -> None:
         raise InputError(f"cannot write in the folder of {option}: {error.strerror or error}: {existing}") from None
 
 
+#: ``--group`` of the commands that write: who besides the owner may read what they write.
+GROUP_HELP = "Group that may read what this run writes (files 0640, folders 0750 in that group); default the account's group."
+
+
+def warn_wider_outputs(*folders: Path | None, public: tuple[Path, ...] = ()) -> None:
+    """Say on one stderr line which existing outputs others may read (or the group write); change nothing.
+
+    Files written from now on are private whatever their folder; older ones
+    (say, from before pneumo-batch made them private) stay as they are until
+    someone decides, hence a warning and not a chmod.
+    """
+    from pneumo_batch import storage
+
+    given = [folder for folder in folders if folder is not None]
+    found = dict(entry for folder in given for entry in storage.wider_than_private(folder, public=public))  # once each
+    if not found:
+        return
+    path, mode = next(iter(found.items()))
+    places = " ".join(sorted({str(folder) for folder in given}))
+    typer.echo(
+        f"Warning: {len(found)} existing output(s) can be read by other accounts or written by the group "
+        f"(e.g. {path} {mode:04o}); pneumo-batch leaves them as they are; to make them private run "
+        f"chmod -R o-rwx,g-w {places} (README 'Operations')",
+        err=True,
+    )
+
+
 def exit_code_for(error: PneumoBatchError) -> ExitCode:
     if isinstance(error, StepFailedError):
         return exit_code_for(error.cause) if isinstance(error.cause, PneumoBatchError) else ExitCode.JOB_FAILED

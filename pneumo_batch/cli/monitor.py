@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pneumo_batch.cli.common import ExitCode, check_report_folder, domain_errors
+from pneumo_batch import storage
+from pneumo_batch.cli.common import GROUP_HELP, ExitCode, check_report_folder, domain_errors, warn_wider_outputs
 from pneumo_batch.errors import InputError
 from pneumo_batch.model import MODEL_ENV, REFERENCE_PROFILE_FILE
 from pneumo_batch.monitoring import (
@@ -59,6 +60,7 @@ def monitor(
                      help=f"Evidently workspace that collects every run as a snapshot (default: ${WORKSPACE_ENV}; "
                      "neither: no workspace). A nightly output root's is OUTPUT_ROOT/workspace."),
     ] = None,
+    group: Annotated[str | None, typer.Option(metavar="GROUP", help=GROUP_HELP, show_default=False)] = None,
     no_workspace: Annotated[bool, typer.Option("--no-workspace", help=f"Do not add the run to a workspace, even with ${WORKSPACE_ENV} set.")] = False,
 ) -> None:
     """Compare predictions with the training profile: image drift, class balance, out-of-scope input, errors.
@@ -91,15 +93,17 @@ def monitor(
         predictions = discover_predictions(predictions)  # a missing input fails before any other work
         realized = refresh_realized(output_root, force=True) if output_root is not None else None
         reference, metadata = resolve_reference(model, reference)
-        summary = build_monitoring_report(
-            predictions,
-            reference,
-            out,
-            model_metadata=metadata,
-            workspace=None if no_workspace else workspace,
-            realized=realized,
-        )
-        write_verdict_page(out, summary.as_dict(), read_predictions([str(p) for p in predictions]))
+        warn_wider_outputs(out, None if no_workspace else workspace)
+        with storage.readable_by(group):
+            summary = build_monitoring_report(
+                predictions,
+                reference,
+                out,
+                model_metadata=metadata,
+                workspace=None if no_workspace else workspace,
+                realized=realized,
+            )
+            write_verdict_page(out, summary.as_dict(), read_predictions([str(p) for p in predictions]))
     counts = f"{summary.n_in_scope} in scope, {summary.n_out_of_scope} out of scope, {summary.n_errors} errors"
     if summary.alert:
         typer.echo(f"ALERT ({counts}): " + "; ".join(summary.alerts))

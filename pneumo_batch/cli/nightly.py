@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pneumo_batch.cli.common import ExitCode, check_report_folder, domain_errors
+from pneumo_batch.cli.common import GROUP_HELP, ExitCode, check_report_folder, domain_errors, warn_wider_outputs
 from pneumo_batch.errors import InputError
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine
 
@@ -62,6 +62,7 @@ def nightly(
         bool | None,
         typer.Option("--send-results/--no-send-results", help="PACS input: store a DICOM SR per in-scope film in the PACS.", show_default=False),
     ] = None,
+    group: Annotated[str | None, typer.Option(metavar="GROUP", help=GROUP_HELP, show_default=False)] = None,
     quiet: Annotated[
         bool | None,
         typer.Option(
@@ -83,7 +84,7 @@ def nightly(
     needs to look; --verbose shows the log (whose last line is that
     summary). OUTPUT_ROOT/logs/ always has the log.
     """
-    from pneumo_batch.nightly import NightlyOptions, run_nightly
+    from pneumo_batch.nightly import NightlyOptions, public_outputs, run_nightly
     from pneumo_batch.nightly_config import load_config, parse_date, resolve_pacs
 
     with domain_errors():
@@ -92,7 +93,7 @@ def nightly(
             "input": input_path, "output_root": output_root, "model": model, "workers": workers,
             "batch_size": batch_size, "root": root, "workspace": workspace, "quiet": quiet,
             "engine": engine, "ray_address": ray_address, "metrics_dir": metrics_dir, "scope_rules": scope_rules,
-            "date": parse_date(date) if date else None,
+            "group": group, "date": parse_date(date) if date else None,
         }
         settings.update({key: value for key, value in given.items() if value is not None})
         for required in ("input", "output_root"):
@@ -104,8 +105,10 @@ def nightly(
             quiet_mode = not sys.stderr.isatty()  # cron mails whatever a job prints: print only what needs a look
         settings.setdefault("date", Date.today())
         resolve_pacs(settings, study_date=study_date, send_results=send_results)
+        options = NightlyOptions(**settings)
+        warn_wider_outputs(options.output_root, options.workspace, public=public_outputs(options))
         with _log_to_stderr(None if quiet_mode else logging.INFO):
-            result = run_nightly(NightlyOptions(**settings))
+            result = run_nightly(options)
     if quiet_mode and result.needs_attention:
         typer.echo(result.summary_line(), err=True)  # the log's last line; a failure printed its own one line
     code = ExitCode.ALERT if result.monitoring.alert else ExitCode.ROWS_FAILED if result.scoring.errors else ExitCode.OK

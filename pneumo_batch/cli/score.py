@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from pneumo_batch.cli.common import ExitCode, domain_errors
+from pneumo_batch import storage
+from pneumo_batch.cli.common import GROUP_HELP, ExitCode, domain_errors
 from pneumo_batch.inputs.pacs import pacs_options
 from pneumo_batch.pacs.location import AUTH_ENV, is_pacs_url
 from pneumo_batch.scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, Engine, Progress, ScoreSummary, score_batch
@@ -101,6 +102,7 @@ def score(
         bool,
         typer.Option("--quiet", help="No progress and no summary, except the summary line when some rows failed."),
     ] = False,
+    group: Annotated[str | None, typer.Option(metavar="GROUP", help=GROUP_HELP, show_default=False)] = None,
     scope_rules: Annotated[
         Path | None,
         typer.Option(
@@ -137,10 +139,11 @@ def score(
             pacs = pacs_options({key: value for key, value in section.items() if value is not None},
                                 study_date=study_date, send_results=send_results)
         try:
-            summary = score_batch(
-                input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
-                ray_address=ray_address, progress=reporter, pacs=pacs, overwrite=overwrite, scope_rules=scope_rules,
-            )
+            with storage.readable_by(group):
+                summary = score_batch(
+                    input_path, out, engine=engine, model=model, workers=workers, batch_size=batch_size, root=root,
+                    ray_address=ray_address, progress=reporter, pacs=pacs, overwrite=overwrite, scope_rules=scope_rules,
+                )
         finally:
             reporter.close()
     if summary.errors or not quiet:

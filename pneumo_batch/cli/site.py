@@ -32,7 +32,7 @@ def validate(
         artifact = load_model(model)
         films = read_labelled(labelled)
         report = validate_model(score_labelled(films, artifact, workers=workers), artifact)
-        out.mkdir(parents=True, exist_ok=True)
+        storage.make_folder(out)
         written = storage.write_json(out / "validation.json", report, allow_nan=False)
     auc = report["auc"]
     typer.echo(f"{report['in_scope']['films']} films in scope ({report['out_of_scope']['films']} out), "

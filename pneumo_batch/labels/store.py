@@ -172,7 +172,7 @@ def add_labels(path: Path, output_root: Path, *, now: datetime | None = None) ->
     added_at = pd.Timestamp(now or datetime.now(timezone.utc)).tz_convert("UTC")
     stored = reads.assign(**{ADDED_AT: added_at, BATCH: batch, ROW: np.arange(len(reads), dtype=np.int64)})
     stored[ADDED_AT] = stored[ADDED_AT].astype("datetime64[us, UTC]")
-    folder.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(folder)
     storage.write_parquet(target, pa.Table.from_pandas(stored[READ_SCHEMA.names], schema=READ_SCHEMA, preserve_index=False))
     after = latest_labels(read_reads(output_root))
     merged = after.merge(before[[ID_KIND, ID, LABEL]], on=[ID_KIND, ID], how="left", suffixes=("", "_before"))

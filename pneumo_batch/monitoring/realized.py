@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pneumo_batch import metrics, storage
@@ -88,7 +89,7 @@ def refresh_realized(output_root: Path, rules: RealizedRules = RealizedRules(), 
         if stored.get("labels_fingerprint") == fingerprint:
             return stored
     result = realized_performance(output_root, rules, fingerprint=fingerprint).as_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(path.parent)
     storage.write_json(path, _finite(result), allow_nan=False)
     return _finite(result)
 
@@ -196,10 +197,13 @@ def _models(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _operating_points(root: Path) -> list[str]:
     names: set[str] = set()
-    for files in night_partitions(root).values():
+    for night, files in night_partitions(root).items():
         for path in files:
-            names.update(n[len(cols.PREDICTION_PREFIX):] for n in pq.read_schema(path).names
-                         if n.startswith(cols.PREDICTION_PREFIX))
+            try:
+                schema = pq.read_schema(path)
+            except (OSError, pa.ArrowInvalid):
+                raise InputError(f"cannot read the predictions of {night}: not a Parquet file") from None
+            names.update(n[len(cols.PREDICTION_PREFIX):] for n in schema.names if n.startswith(cols.PREDICTION_PREFIX))
     return sorted(names)
 
 

@@ -171,7 +171,7 @@ def write_predictions_parquet(
     the columns get exactly the types and order that scoring writes.
     """
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(out_path.parent)
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     metadata = {**(table.schema.metadata or {}), cols.PARQUET_METADATA_KEY: json.dumps(description).encode()}
     table = table.replace_schema_metadata(metadata)

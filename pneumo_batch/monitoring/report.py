@@ -189,7 +189,7 @@ def build_monitoring_report(
     drift_alpha = rules.test_alpha / max(len(drift_columns[0]) + len(drift_columns[1]), 1)
     balance_alpha = rules.test_alpha / max(len(balance_columns), 1)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(out_dir)
     files: dict[str, str] = {}
     snapshot = None
     statuses: dict[str, bool] = {}

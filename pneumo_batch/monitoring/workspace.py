@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pneumo_batch import storage
 from pneumo_batch.monitoring.realized import window_gauges
 
 if TYPE_CHECKING:
@@ -83,11 +84,18 @@ def add_to_workspace(
     With ``night`` the snapshot is dated that night and replaces the night's
     earlier snapshot, so a rerun never doubles a night on the dashboard.
     """
-    from evidently.core.report import Snapshot
     from evidently.ui.workspace import Workspace
 
-    workspace.mkdir(parents=True, exist_ok=True)
-    store = Workspace(str(workspace))
+    storage.make_folder(workspace)
+    with storage.private_new_entries(workspace):  # Evidently writes its files itself, with the process's umask
+        return _add_run(Workspace(str(workspace)), snapshot, workspace, project, figures, night)
+
+
+def _add_run(
+    store: Any, snapshot: Snapshot, workspace: Path, project: str, figures: Mapping[str, float] | None, night: Date | None
+) -> dict[str, str]:
+    from evidently.core.report import Snapshot
+
     found = store.search_project(project)
     target = found[0] if found else store.create_project(
         project, description="Nightly pneumo-batch runs: drift and class balance against the training profile"

@@ -52,10 +52,10 @@ class WorkDir:
     @contextlib.contextmanager
     def open(cls, out: Path, fingerprint: dict[str, Any]) -> Iterator[WorkDir]:
         work = cls(out)
-        work.path.mkdir(parents=True, exist_ok=True)
+        storage.make_folder(work.path)
         refusal = f"another pneumo-batch run is writing {out} (lock held on {work.path})"
         with hold_lock(work.path / "lock", lambda holder: refusal):  # a refused run touches nothing inside
-            work.parts.mkdir(exist_ok=True)
+            storage.make_folder(work.parts)
             work._load_or_reset(fingerprint)
             yield work
 

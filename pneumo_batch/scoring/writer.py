@@ -28,7 +28,7 @@ class OutputWriter:
         self._schema = schema
         self._buffer: list[pa.Table] = []
         self._buffered = 0
-        self._writer = pq.ParquetWriter(path, schema)
+        self._writer = pq.ParquetWriter(storage.create_file(path), schema)
 
     def __enter__(self) -> OutputWriter:
         return self
@@ -108,7 +108,8 @@ class PartWriter:
             self._writer, self._rows_in_part = None, 0
 
     def _open_part(self) -> None:
-        self._writer = pq.ParquetWriter(self._folder / f"part-{self.parts:08d}.parquet", self._schema)
+        part = storage.create_file(self._folder / f"part-{self.parts:08d}.parquet")
+        self._writer = pq.ParquetWriter(part, self._schema)
         self.parts += 1
 
 
@@ -167,7 +168,7 @@ def check_out_folder(out: str | Path, source: InputSource) -> Path:
 def _with_parent(path: Path) -> Path:
     """``path``, once its folder exists and accepts a new file (a read-only or pseudo filesystem does not)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        storage.make_folder(path.parent)
     except OSError as error:
         raise InputError(f"cannot create the folder of --out: {error.strerror or error}: {path.parent}") from None
     try:

@@ -65,7 +65,7 @@ def train_and_package(
     directory has no gate, and scoring says so in each run's metadata.
     """
     require("tensorflow", "train")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_folder(out_dir)
     fit = fit_model(dataset, config, progress)
     progress(f"best validation AUC {fit.history[fit.best_epoch - 1]['val_auc']:.4f} at epoch {fit.best_epoch}")
 

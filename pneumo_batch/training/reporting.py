@@ -25,7 +25,7 @@ def write_plots(
 ) -> list[Path]:
     """Training curves, ROC, confusion matrices and the sensitivity/specificity trade-off as PNGs."""
     out = artifact.directory / PLOTS_DIR
-    out.mkdir(exist_ok=True)
+    storage.make_folder(out)
     points = {p.name: p.threshold for p in artifact.operating_points}
     return [
         _training_curves(out / "training_curves.png", history, artifact.metadata["training"]["best_epoch"]),

@@ -167,6 +167,7 @@ def _score(request: ScoreRequest, *, num_cpus: int | None) -> RayScoreSummary:
         scorer_factory()  # fail here, with the real error, rather than inside every actor
     staging = out_path.with_name(f".{out_path.name}.ray-{run_id[:8]}")
     staging.mkdir()
+    storage.make_private(staging)
     try:
         connecting = time.perf_counter()
         remaining = reused.remaining(source)  # none left (a PACS rerun with nothing new): no Ray to start
