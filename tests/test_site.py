@@ -141,3 +141,20 @@ def test_a_nightly_after_a_promote_scores_with_the_new_model_and_its_reference(
     assert set(scored.column("model_version").to_pylist()) == {load_model(models_folder / "site-v1").version}
     summary = json.loads((tmp_path / "out" / "reports" / "date=2026-12-01" / "summary.json").read_text())
     assert str(models_folder / "site-v1") in summary["reference"]["source"]
+
+
+def test_validate_an_output_roots_label_store_with_the_model_that_scored_it(scored_test_split, shipped_default_model,
+                                                                           tmp_path):
+    from labels_nights import reads_csv, write_nights
+
+    root = tmp_path / "root"
+    write_nights(root, scored_test_split, [200, 200])
+    labelled = scored_test_split.iloc[:300]
+    reads = reads_csv(tmp_path / "reads.csv", labelled["image_id"].tolist(), labelled["label"].astype(int).to_numpy())
+    assert run("labels", "add", str(reads), "--output-root", str(root)).exit_code == 0
+    result = run("validate", str(root), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v" / "validation.json").read_text())
+    in_scope = labelled[labelled["in_scope"].fillna(True).astype(bool)]
+    assert report["in_scope"]["films"] == len(in_scope)
+    assert report["in_scope"]["pneumonia"] == int(in_scope["label"].sum())

@@ -10,11 +10,12 @@ import typer
 from pneumo_batch.cli.common import domain_errors
 
 LABELLED_HELP = "Labelled films: a folder with NORMAL/ and PNEUMONIA/, or a .parquet/.csv manifest with path (or image) and label."
+VALIDATE_HELP = LABELLED_HELP[:-1] + ", or a nightly output root with a label store (labels add)."
 WORKERS_HELP = "Decoding processes (default: all cores)."
 
 
 def validate(
-    labelled: Annotated[Path, typer.Argument(metavar="LABELLED", help=LABELLED_HELP, show_default=False)],
+    labelled: Annotated[Path, typer.Argument(metavar="LABELLED", help=VALIDATE_HELP, show_default=False)],
     out: Annotated[Path, typer.Option(metavar="FOLDER", help="Where validation.json goes.", show_default=False)],
     model: Annotated[Path | None, typer.Option(metavar="DIR", help="Model directory (default: the live model).", show_default=False)] = None,
     workers: Annotated[int | None, typer.Option(min=1, help=WORKERS_HELP, show_default=False)] = None,
@@ -25,13 +26,16 @@ def validate(
     """
     from pneumo_batch import storage
     from pneumo_batch.model import load_model
-    from pneumo_batch.site.labelled import read_labelled, score_labelled
+    from pneumo_batch.site.labelled import is_output_root, read_labelled, score_labelled, scored_from_output_root
     from pneumo_batch.site.validation import validate as validate_model
 
     with domain_errors():
         artifact = load_model(model)
-        films = read_labelled(labelled)
-        report = validate_model(score_labelled(films, artifact, workers=workers), artifact)
+        if is_output_root(labelled):
+            scored = scored_from_output_root(labelled, artifact)
+        else:
+            scored = score_labelled(read_labelled(labelled), artifact, workers=workers)
+        report = validate_model(scored, artifact)
         storage.make_folder(out)
         written = storage.write_json(out / "validation.json", report, allow_nan=False)
     auc = report["auc"]

@@ -84,6 +84,33 @@ def score_labelled(films: LabelledFilms, model: ModelArtifact, *, workers: int |
     return scored
 
 
+def is_output_root(source: Path) -> bool:
+    return source.is_dir() and (source / "labels").is_dir() and (source / "predictions").is_dir()
+
+
+def scored_from_output_root(root: Path, model: ModelArtifact) -> pd.DataFrame:
+    """The labelled rows of a nightly output root (its label store joined to its predictions), as scored.
+
+    Only rows that ``model`` scored count: a film scored by another model
+    would need its image again, which an output root does not keep.
+    """
+    from pneumo_batch.labels import join_labels, read_scored_history
+    from pneumo_batch.monitoring.subgroups import SUBGROUP_SOURCE_COLUMNS
+
+    points = [point.name for point in model.operating_points]
+    columns = [cols.IMAGE_ID, "sop_instance_uid", "study_instance_uid", cols.STATUS, cols.IN_SCOPE, cols.SCORE,
+               cols.MODEL_SHA256, *SUBGROUP_SOURCE_COLUMNS, *(cols.prediction_column(p) for p in points)]
+    joined, _ = join_labels(read_scored_history(root, list(dict.fromkeys(columns))), root)
+    mine = joined[cols.MODEL_SHA256] == model.variant_sha256()
+    if not mine.any() and len(joined):
+        raise InputError(f"{root}: no night was scored by {model.name} {model.version}; "
+                         "give its films as a folder or a manifest to score them with it")
+    scored = joined[mine & joined["labelled"] & (joined[cols.STATUS] == cols.STATUS_OK)].reset_index(drop=True)
+    scored[cols.LABEL] = scored[cols.LABEL].astype(np.int8)
+    check_classes(int((scored[cols.LABEL] == 1).sum()), int((scored[cols.LABEL] == 0).sum()), str(root))
+    return scored
+
+
 def fingerprint(films: LabelledFilms) -> dict[str, object]:
     """What identifies the site data without naming a film: a hash of the sorted (content hash, label) pairs."""
     digests = sorted(f"{_content_hash(row)}:{int(row[cols.LABEL])}" for _, row in films.table.iterrows())
