@@ -51,7 +51,7 @@ from pneumo_batch.model import ModelArtifact, load_model
 from pneumo_batch.monitoring import (
     MonitoringSummary,
     build_monitoring_report,
-    read_predictions,
+    read_sample,
     refresh_realized,
     resolve_reference,
     window_gauges,
@@ -222,7 +222,8 @@ def _monitor(options: NightlyOptions, scored: Path, reports: Path, reference: An
         night=options.date,
         realized=realized,
     )
-    write_verdict_page(staging, monitoring.as_dict(), read_predictions([str(scored)]))
+    rules = monitoring.rules
+    write_verdict_page(staging, monitoring.as_dict(), read_sample([scored], rules.sample_rows, rules.seed))
     storage.replace_folder(staging, reports)
     return monitoring
 

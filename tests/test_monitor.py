@@ -160,7 +160,7 @@ def test_changed_acquisition_is_detected_and_names_the_features_that_moved(chang
 
 def test_summary_json_fields(train600, fake_model_metadata, pneumoniamnist):
     summary, out, data = train600
-    assert data["format_version"] == 3
+    assert data["format_version"] == 4
     for key in ("drift_detected", "class_balance_alert", "out_of_scope_alert", "performance_alert", "alert",
                 "sensitivity_alert", "subgroup_alert"):
         assert data[key] is False

@@ -17,7 +17,7 @@ from pneumo_batch.monitoring import (
     WORKSPACE_ENV,
     build_monitoring_report,
     discover_predictions,
-    read_predictions,
+    read_sample,
     realized_path,
     refresh_realized,
     resolve_reference,
@@ -103,7 +103,8 @@ def monitor(
                 workspace=None if no_workspace else workspace,
                 realized=realized,
             )
-            write_verdict_page(out, summary.as_dict(), read_predictions([str(p) for p in predictions]))
+            rules = summary.rules  # the page's thumbnails come from the report's own sample
+            write_verdict_page(out, summary.as_dict(), read_sample(predictions, rules.sample_rows, rules.seed))
     counts = f"{summary.n_in_scope} in scope, {summary.n_out_of_scope} out of scope, {summary.n_errors} errors"
     if summary.alert:
         typer.echo(f"ALERT ({counts}): " + "; ".join(summary.alerts))

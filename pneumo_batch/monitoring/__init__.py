@@ -2,7 +2,7 @@
 
 One module per job: :mod:`~.reference` (the training profile, and which
 reference a run compares with), :mod:`~.loading` (reading predictions),
-:mod:`~.scope` (out-of-scope rows), :mod:`~.prevalence` (label-shift estimators),
+:mod:`~.sampling` (every row's light columns, a seeded sample for the rest), :mod:`~.scope` (out-of-scope rows), :mod:`~.prevalence` (label-shift estimators),
 :mod:`~.drift`, :mod:`~.balance` (class balance), :mod:`~.performance`,
 :mod:`~.evidently_report` (the Evidently run), :mod:`~.workspace`,
 :mod:`~.realized` (performance by the late labels, per night and window), :mod:`~.sensitivity`
@@ -38,6 +38,7 @@ from pneumo_batch.monitoring.report import (
 from pneumo_batch.monitoring.realized import compact as compact_realized
 from pneumo_batch.monitoring.realized import realized_path, refresh_realized, window_gauges
 from pneumo_batch.monitoring.realized_summary import RealizedRules
+from pneumo_batch.monitoring.sampling import read_sample
 from pneumo_batch.monitoring.scope import out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.summary import SUMMARY_FORMAT_VERSION, MonitoringRules, MonitoringSummary, top_error_reasons
 from pneumo_batch.monitoring.verdict_page import INDEX_HTML, write_verdict_page
@@ -70,6 +71,7 @@ __all__ = [
     "out_of_scope_test",
     "read_predictions",
     "read_reference",
+    "read_sample",
     "realized_path",
     "refresh_realized",
     "reference_profile_frame",

@@ -47,6 +47,8 @@ _SCORE_EPSILON = 1e-6
 _MIN_SEPARATION = 0.2
 _EM_MAX_ITERATIONS = 200
 _EM_TOLERANCE = 1e-7
+#: Row picks of the BBSE bootstrap drawn one by one (8 bytes each); larger nights draw binomial counts.
+_MAX_BOOTSTRAP_PICKS = 25_000_000
 
 
 @dataclass(frozen=True)
@@ -272,14 +274,15 @@ def estimate_prevalence(
         raise InputError("no scored rows to estimate the prevalence from")
     if method not in METHODS:
         raise InputError(f"unknown prevalence method {method!r}; choose one of {', '.join(METHODS)}")
-    picks = rng.integers(0, len(scores), size=(validation.n_bootstrap, len(scores)))
     if method == "bbse":
         flagged = scores >= validation.threshold
         value = float(bbse_prevalence(flagged.mean(), validation.tpr, validation.fpr))
-        draws = bbse_prevalence(flagged[picks].mean(axis=1), validation.tpr_draws, validation.fpr_draws)
+        draws = bbse_prevalence(_resampled_shares(flagged, validation.n_bootstrap, rng),
+                                validation.tpr_draws, validation.fpr_draws)
     else:
         if validation.calibration is None or validation.calibration_draws is None:
             raise InputError("the EM estimate needs validation scores; this profile has only confusion counts")
+        picks = rng.integers(0, len(scores), size=(validation.n_bootstrap, len(scores)))
         a, b = validation.calibration
         value = float(em_prevalence(_sigmoid(a * _logit(scores) + b), validation.prevalence))
         slopes, intercepts = validation.calibration_draws[:, :1], validation.calibration_draws[:, 1:]
@@ -288,6 +291,21 @@ def estimate_prevalence(
         draws = em_prevalence(posteriors, validation.prevalence)
     low, high = percentiles(draws, confidence)
     return PrevalenceEstimate(value, low, high, method, len(scores), confidence, draws)
+
+
+def _resampled_shares(flagged: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """The flagged share of ``n_bootstrap`` resamples (with replacement) of the night's rows.
+
+    Up to :data:`_MAX_BOOTSTRAP_PICKS` row picks the rows are drawn one by
+    one (nightly sizes: the figures of every earlier release). Past it, a
+    resample's flagged count is drawn as what it is, Binomial(n, flagged
+    share): the same distribution without n_bootstrap x n picks in memory
+    (4 GB at a million rows).
+    """
+    n = len(flagged)
+    if n_bootstrap * n <= _MAX_BOOTSTRAP_PICKS:
+        return flagged[rng.integers(0, n, size=(n_bootstrap, n))].mean(axis=1)
+    return rng.binomial(n, flagged.mean(), n_bootstrap) / n
 
 
 def expected_range(training_prevalence: float, tolerance: float = 0.05) -> tuple[float, float]:

@@ -102,13 +102,20 @@ def realized_performance(output_root: Path, rules: RealizedRules = RealizedRules
     columns = [cols.IMAGE_ID, SOP_INSTANCE_UID, cols.STATUS, cols.IN_SCOPE, cols.SCORE, cols.MODEL_SHA256,
                cols.MODEL_VERSION, cols.SCORED_AT, *SUBGROUP_SOURCE_COLUMNS,
                *(cols.prediction_column(p) for p in points), *(cols.threshold_column(p) for p in points)]
-    scored = read_scored_history(root, list(dict.fromkeys(columns)))
-    joined, coverage = join_labels(scored, root)
+    # the history is not kept beside its joined copy: at a million rows each copy is ~200 MB
+    joined, coverage = join_labels(read_scored_history(root, list(dict.fromkeys(columns))), root)
+    for column in (cols.IMAGE_ID, SOP_INSTANCE_UID):  # the join's keys; a million ids are ~80 MB in every copy
+        del joined[column]
     in_scope = in_scope_rows(joined).to_numpy()
     ok = (joined[cols.STATUS] == cols.STATUS_OK).to_numpy(dtype=bool)
-    rows = joined[in_scope].reset_index(drop=True)
+    rows = _subset(joined, in_scope)
+    any_labelled = bool(rows[LABELLED].any())
+    subgroups = subgroup_figures(_subset(joined, ok), in_scope[ok], points, rules) if any_labelled else None
+    del joined  # every later figure reads the in-scope rows only
     nights = []
-    for night, night_rows in rows.groupby(NIGHT, sort=True):
+    every_night = rows[NIGHT].to_numpy()
+    for night in sorted(set(every_night)):
+        night_rows = _subset(rows, every_night == night)
         if night_rows[LABELLED].any():
             figures = chunk_figures(night_rows, night.isoformat(), night, night, points, rules, calibration=False)
             nights.append(_with_estimate(figures, root, night))
@@ -117,7 +124,7 @@ def realized_performance(output_root: Path, rules: RealizedRules = RealizedRules
         last = max(rows[NIGHT])
         for days in rules.windows:
             first = last - timedelta(days=days - 1)
-            window = rows[(rows[NIGHT] >= first).to_numpy()]
+            window = _subset(rows, (rows[NIGHT] >= first).to_numpy())
             windows.append(chunk_figures(window, f"{days}d", first, last, points, rules, calibration=True))
     labelled = rows[rows[LABELLED].to_numpy()]
     return RealizedPerformance(
@@ -131,8 +138,15 @@ def realized_performance(output_root: Path, rules: RealizedRules = RealizedRules
         labels_fingerprint=fingerprint or history_fingerprint(root),
         rules=rules,
         computed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        subgroups=subgroup_figures(joined[ok].reset_index(drop=True), in_scope[ok], points, rules) if len(labelled) else None,
+        subgroups=subgroups,
     )
+
+
+def _subset(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows ``keep`` selects, renumbered; ``frame`` itself (no copy) when it keeps them all."""
+    if keep.all() and frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame
+    return frame[keep].reset_index(drop=True)
 
 
 def chunk_figures(rows: pd.DataFrame, name: str, start: Date, end: Date, points: list[str],

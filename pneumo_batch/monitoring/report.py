@@ -72,7 +72,6 @@ from pneumo_batch.monitoring.evidently_report import (
 from pneumo_batch.monitoring.loading import (
     check_predictions,
     discover_predictions,
-    read_predictions,
     read_reference,
     read_run_descriptions,
 )
@@ -86,6 +85,7 @@ from pneumo_batch.monitoring.performance import (
 from pneumo_batch.monitoring.prevalence import PrevalenceEstimate
 from pneumo_batch.monitoring.realized import compact
 from pneumo_batch.monitoring.reference import reweighted_reference
+from pneumo_batch.monitoring.sampling import Batch, read_batch, sample_frame
 from pneumo_batch.monitoring.scope import false_flag_rate, out_of_scope_test, split_by_scope
 from pneumo_batch.monitoring.site_calibration import VALIDATION_BASIS, judged_nights, site_profile
 from pneumo_batch.monitoring.summary import (
@@ -143,7 +143,8 @@ def build_monitoring_report(
     ``estimate_basis``).
     """
     out_dir = Path(out_dir)
-    inputs, batch, runs = _read_batch(current)
+    inputs, read, runs = _read_batch(current, rules)
+    batch, sample = read.light, read.sample
     if model_metadata is None:
         # the predictions file carries the metadata of the model that scored it
         model_metadata = next((r["model"]["metadata"] for r in runs if isinstance((r.get("model") or {}).get("metadata"), dict)), None)
@@ -154,6 +155,7 @@ def build_monitoring_report(
 
     rows = split_by_scope(batch)
     ok, errors = rows.in_scope, rows.errors
+    ok_sample = split_by_scope(sample).in_scope if read.record.sampled else ok
     ref_ok = reference_frame[reference_frame[cols.STATUS] == cols.STATUS_OK].reset_index(drop=True)
     if len(ref_ok) == 0:
         raise InputError(f"the reference {reference_source} has no scored rows")
@@ -180,9 +182,10 @@ def build_monitoring_report(
         estimate, prevalence = prevalence_finding(validation, ok, training, rules, rng)
     drift_reference = _drift_reference(ref_ok, estimate, rng, warnings)
 
-    drift_columns = drift_columns_of(ok, ref_ok, warnings)
-    current_frame, reference_eval = evaluation_frames(ok, ref_ok, thresholds, drift_columns)
-    _, drift_reference_eval = evaluation_frames(ok, drift_reference, thresholds, drift_columns)
+    drift_columns = drift_columns_of(ok_sample, ref_ok, warnings)
+    current_frame, drift_reference_eval = evaluation_frames(ok_sample, drift_reference, thresholds, drift_columns)
+    # class balance counts every in-scope row: the decision and label columns are light
+    balance_frame, reference_eval = evaluation_frames(ok, ref_ok, thresholds, ([], []))
     balance_columns = [(name, cols.prediction_column(name)) for name in thresholds]
     if has_labels(ok) and has_labels(ref_ok):
         balance_columns.append(("prevalence", cols.LABEL))
@@ -193,7 +196,7 @@ def build_monitoring_report(
     files: dict[str, str] = {}
     snapshot = None
     statuses: dict[str, bool] = {}
-    if len(ok) > 0:
+    if len(ok_sample) > 0:
         snapshot = run_evidently(
             current_frame,
             drift_reference_eval,
@@ -211,8 +214,8 @@ def build_monitoring_report(
         warnings.append("no scored in-scope rows: no drift or class-balance figures")
 
     drift = column_drifts(current_frame, drift_reference_eval, drift_columns, statuses, drift_alpha, rules)
-    balance = share_comparisons(current_frame, reference_eval, balance_columns, thresholds, balance_alpha, rules)
-    performance = performance_figures(ok, thresholds, validated, rules) if has_labels(ok) else []
+    balance = share_comparisons(balance_frame, reference_eval, balance_columns, thresholds, balance_alpha, rules)
+    performance = performance_figures(ok_sample, thresholds, validated, rules) if has_labels(ok_sample) else []
     drift_detected = enough and any(d.drifted for d in drift)
     estimated = None
     if estimate is not None and validation is not None:
@@ -284,6 +287,7 @@ def build_monitoring_report(
         realized_performance=compact(realized) if realized is not None else None,
         subgroups=(realized or {}).get("subgroups"),
         estimate_basis=basis,
+        sample=dataclasses.asdict(read.record),
     )
     if workspace is not None and snapshot is not None:
         added = add_to_workspace(snapshot, Path(workspace), project, figures=night_figures(summary), night=night)
@@ -293,15 +297,16 @@ def build_monitoring_report(
 
 
 def _read_batch(
-    current: pd.DataFrame | str | Path | Sequence[str | Path],
-) -> tuple[list[str], pd.DataFrame, list[dict[str, Any]]]:
-    """The inputs' names, their rows, and the run descriptions the files carry."""
+    current: pd.DataFrame | str | Path | Sequence[str | Path], rules: MonitoringRules
+) -> tuple[list[str], Batch, list[dict[str, Any]]]:
+    """The inputs' names, their rows (every row's light columns and the sample), and the files' run descriptions."""
     if isinstance(current, pd.DataFrame):
         check_predictions(current, "predictions")
-        return ["<DataFrame>"], current, []
+        return ["<DataFrame>"], sample_frame(current, rules.sample_rows, rules.seed), []
     paths = [current] if isinstance(current, (str, Path)) else list(current)
-    inputs = [str(p) for p in discover_predictions(paths)]
-    return inputs, read_predictions(inputs), read_run_descriptions(inputs)
+    found = discover_predictions(paths)
+    inputs = [str(p) for p in found]
+    return inputs, read_batch(found, rules.sample_rows, rules.seed), read_run_descriptions(inputs)
 
 
 def _save_report(snapshot: Snapshot, out_dir: Path) -> dict[str, str]:

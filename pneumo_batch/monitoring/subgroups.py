@@ -38,25 +38,36 @@ UNKNOWN = "unknown"
 
 def subgroup_labels(rows: pd.DataFrame) -> dict[str, pd.Series]:
     """Each dimension's group of every row, as strings (``unknown`` where the header says nothing)."""
-    def text(column: str) -> pd.Series:
+    def coded(column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's code into the distinct cleaned values (the last one: ``unknown``)."""
         if column not in rows:
-            return pd.Series(UNKNOWN, index=rows.index, dtype=object)
+            return np.zeros(len(rows), dtype=np.int64), np.array([UNKNOWN], dtype=object)
         # clean the distinct values only, then spread them back by code (365 nights: a few hundred thousand rows)
         categories = rows[column].astype("category")
         names = categories.cat.categories.astype(str).str.strip().str.upper()
         names = np.asarray(names.where(names != "", UNKNOWN), dtype=object)
-        codes = categories.cat.codes.to_numpy()
-        return pd.Series(np.where(codes >= 0, names[np.maximum(codes, 0)] if len(names) else UNKNOWN, UNKNOWN),
-                         index=rows.index, dtype=object)
+        codes = categories.cat.codes.to_numpy().astype(np.int64)
+        return np.where(codes >= 0, codes, len(names)), np.append(names, UNKNOWN)
+
+    def text(column: str) -> pd.Series:
+        codes, names = coded(column)
+        return pd.Series(names[codes], index=rows.index, dtype=object)
+
+    def scanner() -> pd.Series:
+        """``MANUFACTURER / MODEL`` built once per distinct pair (a million rows would make a million strings)."""
+        (maker, makers), (model, models) = coded(MANUFACTURER), coded(MANUFACTURER_MODEL)
+        pairs, which = np.unique(maker * len(models) + model, return_inverse=True)
+        names = [f"{makers[p // len(models)]} / {models[p % len(models)]}" for p in pairs]
+        names = np.array([UNKNOWN if n == f"{UNKNOWN} / {UNKNOWN}" else n for n in names], dtype=object)
+        return pd.Series(names[which.reshape(-1)], index=rows.index, dtype=object)
 
     age = pd.to_numeric(rows.get(cols.PATIENT_AGE_YEARS), errors="coerce") if cols.PATIENT_AGE_YEARS in rows else pd.Series(np.nan, index=rows.index)
     band = pd.Series(UNKNOWN, index=rows.index, dtype=object)
     for low, high, name in AGE_BANDS:
         band[((age >= low) & (age < high)).to_numpy()] = name
     band[(age >= 18).to_numpy()] = "18 and over"
-    scanner = text(MANUFACTURER) + " / " + text(MANUFACTURER_MODEL)
     return {"age_band": band, "sex": text("patient_sex"), "view": text("view_position"),
-            "input_kind": text("img_format"), "scanner": scanner.replace(f"{UNKNOWN} / {UNKNOWN}", UNKNOWN)}
+            "input_kind": text("img_format"), "scanner": scanner()}
 
 
 def subgroup_figures(scored: pd.DataFrame, in_scope: np.ndarray, points: list[str], rules: RealizedRules) -> dict[str, Any]:

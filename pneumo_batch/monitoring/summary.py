@@ -13,10 +13,11 @@ import pandas as pd
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
 
+#: 4: ``sample`` (monitoring at archive scale, issue 27) and ``rules.sample_rows``.
 #: 3: ``sensitivity_alert``, ``subgroup_alert``, ``realized_performance``, ``subgroups`` and ``estimate_basis`` (issue 23).
 #: 2: out-of-scope rows, the prevalence estimate, the label-free performance estimate and
 #: the verdict sentence; class balance entries say ``moved`` (informational) instead of ``alert``.
-SUMMARY_FORMAT_VERSION = 3
+SUMMARY_FORMAT_VERSION = 4
 
 
 _TOP_ERRORS = 5
@@ -57,7 +58,11 @@ class MonitoringRules:
     """Labelled in-scope films of each class (from other nights) the site needs before its own confusion
     matrix replaces the validation one in the label-free estimates."""
     seed: int = 0
-    """Seed of the run's bootstrap draws and reference resampling: the same input gives the same summary."""
+    """Seed of the run's bootstrap draws, reference resampling and sample: the same input gives the same summary."""
+    sample_rows: int = 20_000
+    """Largest batch read whole. A larger one takes its counts, errors, scope, prevalence and class balance
+    from every row and its drift, Evidently report, measured performance and thumbnails from a sample of
+    this many rows drawn with :attr:`seed` (:mod:`~pneumo_batch.monitoring.sampling`)."""
 
     @property
     def test_alpha(self) -> float:
@@ -242,6 +247,9 @@ class MonitoringSummary:
     ``site labels, n=...`` (the site's labelled films of other nights); null without an estimate."""
     subgroups: dict[str, Any] | None = None
     """Realized figures and scope by age band, sex, view, input kind and scanner (with labels)."""
+    sample: dict[str, Any] | None = None
+    """The rows drift, the Evidently report, measured performance and thumbnails saw: ``n_rows``, ``size``,
+    ``seed``, ``max_rows``, ``sampled`` (false: every row), ``used_for``."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -90,7 +90,7 @@ def write_verdict_page(out_dir: Path, summary: Mapping[str, Any], rows: pd.DataF
         realized_section(summary),
     ]
     if rows is not None and len(rows):
-        parts.append(_thumbnails(rows))
+        parts.append(_thumbnails(rows, _group_totals(summary)))
     report = (summary.get("files") or {}).get("html")
     if report:
         parts.append(f'<p><a id="full-report" href="{_e(report)}">The full Evidently report</a></p>')
@@ -154,23 +154,35 @@ def _drift(summary: Mapping[str, Any]) -> str:
             + "".join(bars))
 
 
-def _thumbnails(rows: pd.DataFrame) -> str:
+def _group_totals(summary: Mapping[str, Any]) -> dict[str, int] | None:
+    """Each thumbnail group's size in the whole batch when ``rows`` are only its sample (``summary["sample"]``)."""
+    if not (summary.get("sample") or {}).get("sampled"):
+        return None
+    return {"out": int(summary.get("n_out_of_scope") or 0), "errors": int(summary.get("n_errors") or 0),
+            "unusual": int(summary.get("n_scored") or 0)}
+
+
+def _thumbnails(rows: pd.DataFrame, totals: Mapping[str, int] | None = None) -> str:
+    """Thumbnail groups; ``totals`` (a sampled batch) gives the groups' sizes in the whole batch for the headings."""
     groups = []
     if cols.IN_SCOPE in rows:
         out = rows[rows[cols.IN_SCOPE].astype("boolean").fillna(True) == False]  # noqa: E712 (nullable)
-        groups.append(("Out of scope", out, cols.SCOPE_REASON))
-    groups.append(("Could not be read", rows[rows[cols.STATUS] != cols.STATUS_OK], cols.ERROR))
+        groups.append(("out", "Out of scope", out, cols.SCOPE_REASON))
+    groups.append(("errors", "Could not be read", rows[rows[cols.STATUS] != cols.STATUS_OK], cols.ERROR))
     if cols.SCOPE_SCORE in rows:
         ok = rows[rows[cols.STATUS] == cols.STATUS_OK]
-        groups.append(("Most unusual: least like the training images", ok.sort_values(cols.SCOPE_SCORE, ascending=False),
-                       cols.SCOPE_SCORE))
+        groups.append(("unusual", "Most unusual: least like the training images",
+                       ok.sort_values(cols.SCOPE_SCORE, ascending=False), cols.SCOPE_SCORE))
     html_parts = []
-    for title, group, caption in groups:
+    for key, title, group, caption in groups:
         if group.empty:
             continue
         shown = group.head(THUMBNAILS_PER_GROUP)
         cells = "".join(_thumbnail(row, caption) for _, row in shown.iterrows())
-        count = f"{len(group):,}" if len(shown) == len(group) else f"{len(shown)} shown of {len(group):,}"
+        total = len(group) if totals is None else totals.get(key, len(group))
+        count = f"{total:,}" if len(shown) == total else f"{len(shown)} shown of {total:,}"
+        if totals is not None:
+            count += f", from a sample of {len(rows):,}"
         html_parts.append(f'<h2>{_e(title)} ({count})</h2><div class="thumbs">{cells}</div>')
     return "".join(html_parts)
 
