@@ -41,6 +41,10 @@ def models_folder(shipped_default_model: Path, tmp_path: Path) -> Path:
     return folder
 
 
+def live(models: Path) -> str:
+    return (models / DEFAULT_POINTER_FILE).read_text().strip()
+
+
 def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_films, shipped_default_model, tmp_path):
     result = run("validate", str(site_films), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model),
                  "--workers", "1")
@@ -72,21 +76,23 @@ def test_bad_labelled_input_is_one_line_and_writes_no_model(site_films, models_f
     manifest.write_text("\n".join([header, *(row.split(",")[0] if change == "no-label" else row for row in rows)]) + "\n")
     out = models_folder / "site-v1"
     result = run("adapt", "--labelled", str(manifest), "--out", str(out), "--threshold-only",
-                 "--model", str(models_folder / "pneumo-cnn-v1"))
+                 "--model", str(models_folder / live(models_folder)))
     assert result.exit_code == ExitCode.USAGE, result.output
     assert result.stderr.strip().count("\n") == 0 and phrase in result.stderr
     assert not out.exists() and not any(models_folder.glob(".staging-*"))
 
 
 def test_adapt_compare_promote_refuses_then_force_then_rollback(site_films, models_folder, tmp_path, monkeypatch):
-    parent = models_folder / "pneumo-cnn-v1"
+    shipped = live(models_folder)
+    parent = models_folder / shipped
     out = models_folder / "site-v1"
     adapted = run("adapt", "--labelled", str(site_films), "--out", str(out), "--threshold-only", "--model", str(parent),
                   "--workers", "1")
     assert adapted.exit_code == 0, adapted.output
     model = load_model(out)
     lineage = model.metadata["lineage"]
-    assert lineage["parent"]["name"] == "pneumo-cnn" and lineage["recipe"]["kind"] == "threshold-only"
+    parent_name = load_model(parent).name
+    assert lineage["parent"]["name"] == parent_name and lineage["recipe"]["kind"] == "threshold-only"
     assert lineage["site_data"]["adaptation"]["films"] + lineage["site_data"]["holdout"]["films"] == 2 * PER_CLASS
     assert "jpeg" not in json.dumps(lineage)  # hashes, never film names
     holdout = pq.read_table(models_folder / "site-v1-holdout.parquet").to_pandas()
@@ -96,11 +102,11 @@ def test_adapt_compare_promote_refuses_then_force_then_rollback(site_films, mode
     assert never.exit_code == ExitCode.USAGE and "never compared" in never.stderr
     compared = run("compare", str(parent), str(out), str(models_folder / "site-v1-holdout.parquet"), "--workers", "1")
     assert compared.exit_code == 0, compared.output
-    verdict = json.loads((out / "comparisons" / "pneumo-cnn-v1.json").read_text())["verdict"]
+    verdict = json.loads((out / "comparisons" / f"{shipped}.json").read_text())["verdict"]
     assert verdict == "inconclusive"  # 48 hold-out films cannot show non-inferiority within 0.02
     refused = run("promote", "site-v1", "--models-dir", str(models_folder))
     assert refused.exit_code == ExitCode.USAGE and "inconclusive" in refused.stderr
-    assert (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == "pneumo-cnn-v1"
+    assert (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == shipped
 
     def crash(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -108,18 +114,18 @@ def test_adapt_compare_promote_refuses_then_force_then_rollback(site_films, mode
     with monkeypatch.context() as patched:  # a crash while the pointer is written leaves the old one
         patched.setattr("pneumo_batch.registry.storage.write_text", crash)
         assert run("promote", "site-v1", "--force", "--models-dir", str(models_folder)).exit_code == ExitCode.JOB_FAILED
-    assert (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == "pneumo-cnn-v1"
+    assert (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == shipped
 
     forced = run("promote", "site-v1", "--force", "--models-dir", str(models_folder))
     assert forced.exit_code == 0 and "(forced)" in forced.output
     assert (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == "site-v1"
     listed = run("models", "list", "--models-dir", str(models_folder)).output.splitlines()
-    assert any(line.startswith("* site-v1") and "threshold-only from pneumo-cnn" in line for line in listed)
+    assert any(line.startswith("* site-v1") and f"threshold-only from {parent_name}" in line for line in listed)
     back = run("rollback", "--models-dir", str(models_folder))
-    assert back.exit_code == 0 and (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == "pneumo-cnn-v1"
+    assert back.exit_code == 0 and (models_folder / DEFAULT_POINTER_FILE).read_text().strip() == shipped
     audit = [json.loads(line) for line in (models_folder / "AUDIT.jsonl").read_text().splitlines()]
     assert [(r["action"], r["to"], r.get("forced")) for r in audit] == [("promote", "site-v1", True),
-                                                                        ("rollback", "pneumo-cnn-v1", None)]
+                                                                        ("rollback", shipped, None)]
     assert audit[0]["comparison"]["verdict"] == "inconclusive"
     assert run("rollback", "--models-dir", str(models_folder)).exit_code == ExitCode.USAGE  # nothing left to undo
 
@@ -128,7 +134,8 @@ def test_adapt_compare_promote_refuses_then_force_then_rollback(site_films, mode
 def test_a_nightly_after_a_promote_scores_with_the_new_model_and_its_reference(
     site_films, models_folder, tmp_path, monkeypatch
 ):
-    parent = models_folder / "pneumo-cnn-v1"
+    shipped = live(models_folder)
+    parent = models_folder / shipped
     assert run("adapt", "--labelled", str(site_films), "--out", str(models_folder / "site-v1"), "--threshold-only",
                "--model", str(parent), "--workers", "1").exit_code == 0
     assert run("promote", "site-v1", "--force", "--models-dir", str(models_folder)).exit_code == 0
