@@ -4,6 +4,7 @@
 #   make demo       score real PneumoniaMNIST test images with the shipped model
 #   make test       the test suite without the tests marked slow (<= 3 minutes on 2 cores)
 #   make test-all   every test, slow ones (Ray, training) included
+#   make docs       the manual (docs/, mkdocs) into build/site
 #
 # The tests find PneumoniaMNIST themselves (PNEUMO_BATCH_DATA, else the
 # download cache, else one download). The system components tests need
@@ -21,7 +22,7 @@ DEMO_DIR ?= demo
 
 PYTEST_ARGS ?=
 
-.PHONY: install system-tools demo test test-all clean-demo
+.PHONY: install system-tools demo test test-all docs clean-demo
 
 install: $(VENV)/.installed
 
@@ -56,6 +57,11 @@ test: install system-tools
 
 test-all: install system-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The manual (mkdocs, strict: a broken link or a missing page fails) into build/site; make test builds it too
+# (tests/test_docs.py).
+docs: install
+	$(BIN)/mkdocs build --strict
 
 # Chromium, Orthanc with its DICOMweb plugin, promtool, systemd-analyze, bubblewrap and python3-seccomp,
 # where apt may be used without a prompt.
