@@ -16,7 +16,7 @@ from pneumo_batch.labels import add_labels
 from pneumo_batch.monitoring import RealizedRules, refresh_realized
 
 RULES = RealizedRules()
-#: The documented detection delay (monitoring/README.md): 95 % of falls from 0.98 to 0.90 are
+#: The documented detection delay (docs/monitoring-rules.md): 95 % of falls from 0.98 to 0.90 are
 #: signalled within this many labelled pneumonias (benchmarks/realized_benchmark.py measures it).
 DOCUMENTED_DELAY_P95 = 150
 #: The documented false-alarm budget: at 300 labelled pneumonias a month, at most one false alarm in 12 months.

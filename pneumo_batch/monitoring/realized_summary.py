@@ -29,7 +29,7 @@ class RealizedRules:
     sensitivity_out_of_control: float = 0.90
     """The fall the test is tuned to detect quickly."""
     cusum_threshold: float = 5.5
-    """Alarm level of the Bernoulli CUSUM; its false-alarm rate and delay are in monitoring/README.md
+    """Alarm level of the Bernoulli CUSUM; its false-alarm rate and delay are in docs/monitoring-rules.md
     (measured by benchmarks/realized_benchmark.py)."""
     subgroup_min_labelled: int = 30
     """A subgroup gets figures only with this many labelled films (and its test this many labelled pneumonias)."""

@@ -9,7 +9,7 @@ pneumonias pulls it back to zero, so the alert clears once sensitivity is
 back. The test runs on the rows the latest model scored: a new model starts
 it afresh. Its monthly false-alarm rate and its delay for a fall from 0.98
 to 0.90 are measured by ``benchmarks/realized_benchmark.py`` and listed in
-monitoring/README.md.
+docs/monitoring-rules.md.
 
 A CUSUM was chosen over an SPRT (which stops) and a confidence bound on a
 window (which forgets and needs a window size): it is the fastest detector
