@@ -54,7 +54,8 @@ class TrainingConfig:
 PRESETS: dict[str, TrainingConfig] = {
     "default": TrainingConfig(),
     "pneumo-cnn-v1": TrainingConfig(),
-    "dsnet": TrainingConfig(architecture="pneumo_dsnet", zoom=(-0.1, 0.1)),
+    # Zoom biased to zooming out: chosen over (-0.1, 0.1) on the mean validation AUC of 3 seeds (README).
+    "dsnet": TrainingConfig(architecture="pneumo_dsnet", zoom=(-0.05, 0.2)),
     "lesson": TrainingConfig(
         architecture="lesson_cnn",
         width=32,
