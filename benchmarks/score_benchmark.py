@@ -4,8 +4,11 @@
 
 Inputs, made in a temp dir (never in the repository):
 
-- the 40 full-size JPEGs of ``xray_jpegs/`` (beside the data file), hard-linked
+- the 240 full-size JPEGs of ``xray_jpegs/`` (beside the data file), hard-linked
   ``--copies`` times into one directory tree;
+- the same films written as DICOM, explicit VR little endian (8-bit DX) and
+  JPEG baseline, with pydicom by the test corpus builder (tests/dicom_corpus.py),
+  hard-linked ``--dicom-copies`` times;
 - a manifest of ``--rows`` rows over the test split written as 28x28 PNGs;
 - for memory, a manifest of ``--memory-rows`` rows over the same PNGs.
 
@@ -13,12 +16,19 @@ For each input, in one run on the same files:
 
 - floor: the cheapest decode + centre crop + resize to 28x28 of every file in
   ``--workers`` processes and nothing else (wall time of a fresh process,
-  start-up included, like the other two);
+  start-up included, like the other two); for DICOM, pneumo-batch's own
+  :func:`~pneumo_batch.imaging.dicom.decode_dicom` (reduced-resolution where the
+  codec allows it) and the crop and resize, as in dicom_benchmark.py;
 - score: ``pneumo-batch score INPUT --out ... --workers N`` end to end (a fresh
   process: start-up, input discovery, decoding, model, features, writing);
 - naive: what the lesson does, on a sample (``--naive-sample``) and reported
   per image: PIL full decode, crop and resize, then Keras ``model.predict``
-  per batch of 64, in one process (TensorFlow import and model build excluded).
+  per batch of 64, in one process (TensorFlow import and model build excluded);
+  not for DICOM (Pillow cannot open it).
+
+The table's ``floor/score`` is the floor's wall time over score's (``CPU ratio``: the same for CPU time) (1.00:
+scoring, gate included, costs no more than decoding alone; the goal is 0.8 or
+more), all inputs measured in one run on the CPU printed above it.
 
 Every process tree (floor and score) is sampled every 50 ms from /proc:
 wall time, CPU time (user + system of the process and all its descendants;
@@ -38,6 +48,7 @@ figures as indicative.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import os
 import subprocess
@@ -59,6 +70,8 @@ from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
 from machine import cpu_description  # benchmarks/machine.py
 
 SIZE = 28
+#: DICOM inputs timed, by the corpus builder that writes them (tests/dicom_corpus.py).
+DICOM_SYNTAXES = {"DICOM explicit": "explicit_vr_dx", "DICOM JPEG": "jpeg_baseline"}
 
 
 def main() -> None:
@@ -66,15 +79,16 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="PneumoniaMNIST .npz (default: $PNEUMO_BATCH_DATA)")
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: shipped, else lesson CNN)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--copies", type=int, default=100, help="copies of the 40 JPEGs (default 100: 4,000 files)")
+    parser.add_argument("--copies", type=int, default=17, help="copies of the 240 JPEGs (default 17: 4,080 files)")
+    parser.add_argument("--dicom-copies", type=int, default=4, help="copies of each film as DICOM (default 4: 960 files a syntax)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the 28x28 PNG manifest")
     parser.add_argument("--memory-rows", type=int, default=1_000_000, help="rows of the manifest for peak memory")
     parser.add_argument("--naive-sample", type=int, default=2_000, help="images the naive baseline is timed on")
     parser.add_argument("--stand-in", choices=["lesson", "default"], default="lesson",
                         help="architecture of the untrained stand-in model when no trained model exists")
-    parser.add_argument("--only", choices=["jpegs", "pngs", "memory"], nargs="*", default=None)
+    parser.add_argument("--only", choices=["jpegs", "dicom", "pngs", "memory"], nargs="*", default=None)
     args = parser.parse_args()
-    parts = set(args.only or ["jpegs", "pngs", "memory"])
+    parts = set(args.only or ["jpegs", "dicom", "pngs", "memory"])
 
     dataset = load_pneumoniamnist(args.data)
     jpegs = dataset.path.parent / "xray_jpegs"
@@ -87,6 +101,11 @@ def main() -> None:
             tree = _replicate(jpegs, scratch / "jpegs", args.copies)
             files = sorted(str(p) for p in tree.rglob("*.jpeg"))
             results.append(_compare("JPEGs", tree, files, model_dir, keras_model, scratch, args))
+        if "dicom" in parts:
+            for name, syntax in DICOM_SYNTAXES.items():
+                tree = _dicom_tree(jpegs, scratch / syntax, syntax, args.dicom_copies)
+                files = sorted(str(p) for p in tree.rglob("*.dcm"))
+                results.append(_compare(name, tree, files, model_dir, None, scratch, args))
         if parts & {"pngs", "memory"}:
             manifest = export_split(dataset, "test", scratch / "pngs")
             paths = pq.read_table(manifest).column("path").to_pylist()
@@ -95,12 +114,15 @@ def main() -> None:
             files = [str(scratch / "pngs" / p) for p in _cycled(paths, args.rows)]
             results.append(_compare("28x28 PNGs", big, files, model_dir, keras_model, scratch, args))
         print()
-        print(f"{'input':<12}{'files':>8}{'floor s':>9}{'score s':>9}{'score/floor':>12}{'CPU ratio':>11}"
+        print(f"{cpu_description()}; {args.workers} workers")
+        print(f"{'input':<16}{'files':>8}{'floor s':>9}{'score s':>9}{'floor/score':>12}{'CPU ratio':>11}"
               f"{'naive ms/img':>14}{'score ms/img':>14}{'naive/score':>13}")
         for row in results:
-            print(f"{row['name']:<12}{row['files']:>8,}{row['floor']:>9.2f}{row['score']:>9.2f}"
-                  f"{row['score'] / row['floor']:>12.2f}{row['score_cpu'] / row['floor_cpu']:>11.2f}"
-                  f"{row['naive_ms']:>14.3f}{row['score_ms']:>14.3f}{row['naive_ms'] / row['score_ms']:>13.1f}")
+            naive = row["naive_ms"]
+            print(f"{row['name']:<16}{row['files']:>8,}{row['floor']:>9.2f}{row['score']:>9.2f}"
+                  f"{row['floor'] / row['score']:>12.2f}{row['floor_cpu'] / row['score_cpu']:>11.2f}"
+                  + (f"{naive:>14.3f}" if naive else f"{'-':>14}") + f"{row['score_ms']:>14.3f}"
+                  + (f"{naive / row['score_ms']:>13.1f}" if naive else f"{'-':>13}"))
         if "memory" in parts:
             huge = _cycle_manifest(scratch / "pngs" / "huge.parquet", paths, args.memory_rows)
             seconds, _, peak = _score(huge, scratch / "huge-out.parquet", model_dir, args.workers)
@@ -114,10 +136,12 @@ def _compare(name, source, files, model_dir, keras_model, scratch, args) -> dict
     print(f"  decode floor ({args.workers} processes): {floor:.2f} s wall, {floor_cpu:.2f} s CPU", flush=True)
     seconds, cpu, _ = _score(source, scratch / f"{name.replace(' ', '_')}.parquet", model_dir, args.workers)
     print(f"  pneumo-batch score:            {seconds:.2f} s wall, {cpu:.2f} s CPU "
-          f"({seconds / floor:.2f}x the floor's wall time, {cpu / floor_cpu:.2f}x its CPU)", flush=True)
-    sample = files[:: max(1, len(files) // args.naive_sample)][: args.naive_sample]
-    naive = _naive(sample, keras_model)
-    print(f"  naive (PIL + Keras), sample of {len(sample):,}: {naive * 1e3:.3f} ms an image", flush=True)
+          f"(the floor's wall time is {floor / seconds:.2f} of it, its CPU {floor_cpu / cpu:.2f})", flush=True)
+    naive = 0.0
+    if keras_model is not None:
+        sample = files[:: max(1, len(files) // args.naive_sample)][: args.naive_sample]
+        naive = _naive(sample, keras_model)
+        print(f"  naive (PIL + Keras), sample of {len(sample):,}: {naive * 1e3:.3f} ms an image", flush=True)
     return {"name": name, "files": len(files), "floor": floor, "score": seconds, "floor_cpu": floor_cpu,
             "score_cpu": cpu, "naive_ms": naive * 1e3, "score_ms": seconds / len(files) * 1e3}
 
@@ -131,6 +155,10 @@ import numpy as np
 from PIL import Image
 
 def cheapest(path):
+    if path.endswith(".dcm"):
+        from pneumo_batch.imaging.dicom import decode_dicom
+        from pneumo_batch.imaging.raster import image_to_pixels
+        return image_to_pixels(decode_dicom(path).image)
     with Image.open(path) as image:
         if image.format == "JPEG":
             image.draft("L", (112, 112))
@@ -148,7 +176,7 @@ def chunk(paths):
 if __name__ == "__main__":
     paths = open(sys.argv[1]).read().split("\\n")
     workers = int(sys.argv[2])
-    chunks = [paths[i:i + 1024] for i in range(0, len(paths), 1024)]
+    chunks = [paths[i:i + 128] for i in range(0, len(paths), 128)]
     with get_context("spawn").Pool(workers) as pool:
         total = sum(len(c) for c in pool.imap(chunk, chunks))
     assert total == len(paths)
@@ -225,6 +253,32 @@ def _replicate(source: Path, target: Path, copies: int) -> Path:
             except OSError:
                 destination.write_bytes(original.read_bytes())
     return target
+
+
+def _dicom_tree(jpegs: Path, target: Path, syntax: str, copies: int) -> Path:
+    """The films of ``jpegs`` as DICOM files of one transfer syntax, hard-linked ``copies`` times under ``target``."""
+    corpus = _load_corpus_builder()
+    built = [corpus.build(film, target / "built" / f"{i:03d}", syntax) for i, film in enumerate(sorted(jpegs.rglob("*.jpeg")))]
+    for copy in range(copies):
+        folder = target / "in" / f"copy{copy:03d}"
+        folder.mkdir(parents=True)
+        for index, path in enumerate(built):
+            try:
+                os.link(path, folder / f"{index:03d}.dcm")
+            except OSError:
+                (folder / f"{index:03d}.dcm").write_bytes(path.read_bytes())
+    return target / "in"
+
+
+def _load_corpus_builder():  # noqa: ANN202 - a module
+    """The test corpus builder, by path: the benchmark writes exactly the files the tests check."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "dicom_corpus.py"
+    spec = importlib.util.spec_from_file_location("dicom_corpus", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def _cycled(paths: list[str], rows: int) -> list[str]:

@@ -33,7 +33,7 @@ from pneumo_batch.imaging.features import FILE_FEATURES, NUMERIC_IMAGE_FEATURES,
 from pneumo_batch.model import load_model
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.imaging.raster import MAX_IMAGE_PIXELS, decode_image
-from pneumo_batch.scoring import read_run_metadata, score_batch, work_dir_for
+from pneumo_batch.scoring import chunk_rows, read_run_metadata, score_batch, work_dir_for
 
 TESTS_DIR = Path(__file__).resolve().parent
 POINTS = {name: point["threshold"] for name, point in SCORE_FAKE_OPERATING_POINTS.items()}
@@ -116,6 +116,17 @@ def test_manifest_of_pngs_scores_every_row_in_order(exported_test_split, pneumon
     assert not work_dir_for(out).exists()
     assert [p.rows_done for p in seen] == [0, 64, 128, 192, 200]
     assert seen[-1].rows_total == 200
+
+
+def test_a_small_input_is_spread_over_the_workers_in_chunks_of_at_least_one_block(exported_test_split,
+                                                                                 score_fake_model, tmp_path):
+    seen = []
+    score_batch(exported_test_split, tmp_path / "p.parquet", model=score_fake_model, workers=2, batch_size=1024,
+                scorer_factory=make_fake_scorer, progress=seen.append)
+    # 200 rows, 2 workers: chunks of 64 rows (the interpreter's block), not one chunk of 200 for one worker
+    assert [p.rows_done for p in seen] == [0, 64, 128, 192, 200]
+    assert chunk_rows(1024, 960, 2) == 120 and chunk_rows(1024, 100_000, 2) == 1024
+    assert chunk_rows(1024, 10, 2) == 64 and chunk_rows(16, 960, 2) == 16  # never over the batch size
 
 
 def test_manifest_of_image_bytes_with_ids_and_pass_through(pneumoniamnist, score_fake_model, tmp_path):

@@ -52,7 +52,7 @@ def score(
     ] = None,
     batch_size: Annotated[
         int,
-        typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per chunk: the unit of work, of resuming and of progress."),
+        typer.Option(min=1, max=MAX_BATCH_SIZE, help="Rows per chunk at most (a small input gets smaller chunks, at least 64 rows, so every worker has work): the unit of work, of resuming and of progress."),
     ] = DEFAULT_BATCH_SIZE,
     root: Annotated[
         Path | None,

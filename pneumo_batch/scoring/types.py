@@ -168,6 +168,20 @@ def check_batch_size(batch_size: int) -> None:
         raise InputError(f"batch size must be between 1 and {MAX_BATCH_SIZE:,}, got {batch_size}")
 
 
+def chunk_rows(batch_size: int, rows: int, workers: int) -> int:
+    """Rows per chunk of a local run: ``batch_size``, or fewer, so that each worker gets at least 4 chunks.
+
+    A full-size film takes milliseconds to decode: 960 DICOM files in one
+    chunk of 1,024 kept one of two workers busy and the other idle. Never
+    under :data:`~pneumo_batch.model.INFERENCE_BLOCK` rows (64: the
+    interpreter's block, so the network sees full blocks), nor over ``batch_size``.
+    """
+    from pneumo_batch.model import INFERENCE_BLOCK
+
+    spread = -(-rows // (4 * max(workers, 1)))
+    return min(batch_size, max(INFERENCE_BLOCK, spread))
+
+
 def check_root(root: str | Path | None) -> str | None:
     """``--root`` as a real path (every image must stay within it), or None."""
     if root is None:
