@@ -30,11 +30,9 @@ read the ratios, measured side by side, rather than the absolute figures.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,6 +46,7 @@ from pneumo_batch.imaging.dicom import decode_dicom
 from pneumo_batch.imaging.raster import image_to_pixels
 from pneumo_batch.model import default_model_dir, load_model
 from pneumo_batch.scoring import score_batch
+from dicom_films import load_corpus_builder  # benchmarks/dicom_films.py
 from machine import cpu_description  # benchmarks/machine.py
 
 #: Corpus builders timed, one per transfer syntax (see tests/dicom_corpus.py for the stored values).
@@ -74,7 +73,7 @@ def main() -> None:
                              "over as many files as a night has")
     args = parser.parse_args()
 
-    corpus = _load_corpus_builder()
+    corpus = load_corpus_builder()
     jpegs = sorted((load_pneumoniamnist(args.data).path.parent / "xray_jpegs").rglob("*.jpeg"))[: args.films]
     print(f"{cpu_description()}; Python {platform.python_version()}")
     artifact = load_model(default_model_dir())
@@ -142,15 +141,6 @@ def _fastest(work: Callable[[], object], rounds: int) -> tuple[float, float]:
 
 
 
-def _load_corpus_builder():  # noqa: ANN202 - a module
-    """The test corpus builder, by path: the benchmark writes exactly the files the tests check."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "dicom_corpus.py"
-    spec = importlib.util.spec_from_file_location("dicom_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 if __name__ == "__main__":

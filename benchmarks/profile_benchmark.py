@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import io
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,6 +70,7 @@ from pneumo_batch.scope.image_stats import statistics_or_nan
 from pneumo_batch.scoring import RowContext, score_batch, score_rows
 from pneumo_batch.scoring.workdir import read_part
 from pneumo_batch.scoring.writer import OutputWriter
+from dicom_films import load_corpus_builder  # benchmarks/dicom_films.py
 from machine import cpu_description  # benchmarks/machine.py
 
 KINDS = ("png28", "jpeg", "dicom-explicit", "dicom-jpeg")
@@ -103,7 +102,7 @@ def main() -> None:
     print(f"model {artifact.name} {artifact.version} ({artifact.scoring_file()[0].name}), "
           f"scope gate {'yes' if gate else 'no'}; {args.images:,} images a kind, one thread, "
           f"fastest of {args.rounds} rounds, CPU microseconds an image", flush=True)
-    corpus = _load_corpus_builder()
+    corpus = load_corpus_builder()
     films = sorted((dataset.path.parent / "xray_jpegs").rglob("*.jpeg"))
     columns: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="profile-benchmark-") as scratch_name:
@@ -299,15 +298,6 @@ def _print_table(columns: dict[str, dict[str, float]]) -> None:
         print(f"{row:<26}{cells}")
 
 
-def _load_corpus_builder():  # noqa: ANN202 - a module
-    """The test corpus builder, by path: the benchmark writes exactly the files the tests check."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "dicom_corpus.py"
-    spec = importlib.util.spec_from_file_location("dicom_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 if __name__ == "__main__":

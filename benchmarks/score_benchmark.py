@@ -48,7 +48,6 @@ figures as indicative.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import multiprocessing
 import os
 import subprocess
@@ -67,6 +66,7 @@ from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.errors import ModelError
 from pneumo_batch.export import export_split
 from pneumo_batch.model import default_model_dir, file_sha256, write_metadata
+from dicom_films import load_corpus_builder  # benchmarks/dicom_films.py
 from machine import cpu_description  # benchmarks/machine.py
 
 SIZE = 28
@@ -257,7 +257,7 @@ def _replicate(source: Path, target: Path, copies: int) -> Path:
 
 def _dicom_tree(jpegs: Path, target: Path, syntax: str, copies: int) -> Path:
     """The films of ``jpegs`` as DICOM files of one transfer syntax, hard-linked ``copies`` times under ``target``."""
-    corpus = _load_corpus_builder()
+    corpus = load_corpus_builder()
     built = [corpus.build(film, target / "built" / f"{i:03d}", syntax) for i, film in enumerate(sorted(jpegs.rglob("*.jpeg")))]
     for copy in range(copies):
         folder = target / "in" / f"copy{copy:03d}"
@@ -270,15 +270,6 @@ def _dicom_tree(jpegs: Path, target: Path, syntax: str, copies: int) -> Path:
     return target / "in"
 
 
-def _load_corpus_builder():  # noqa: ANN202 - a module
-    """The test corpus builder, by path: the benchmark writes exactly the files the tests check."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "dicom_corpus.py"
-    spec = importlib.util.spec_from_file_location("dicom_corpus", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cycled(paths: list[str], rows: int) -> list[str]:
