@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from pneumo_batch import predictions as cols
 from pneumo_batch.errors import InputError
-from pneumo_batch.monitoring.loading import check_predictions, read_predictions
+from pneumo_batch.monitoring.loading import check_predictions, discover_predictions, read_predictions
 
 #: Rows per Arrow batch when picking the sample out of a file.
 _READ_BATCH_ROWS = 65_536
@@ -80,7 +80,9 @@ def light_columns(names: Sequence[str]) -> list[str]:
 
 
 def read_batch(paths: Sequence[Path], max_rows: int, seed: int) -> Batch:
-    """The batch in ``paths`` (predictions files) as its light frame and its sample (see the module docstring)."""
+    """The batch in ``paths`` (predictions files or folders of part files) as its light frame and its sample
+    (see the module docstring)."""
+    paths = discover_predictions(paths)
     n_rows = sum(_row_count(path) for path in paths)
     if n_rows <= max_rows:
         frame = read_predictions(paths)
@@ -104,7 +106,11 @@ def sample_frame(frame: pd.DataFrame, max_rows: int, seed: int) -> Batch:
 
 
 def read_sample(paths: Sequence[Path], max_rows: int, seed: int) -> pd.DataFrame:
-    """Every column of the rows :func:`read_batch` samples (the whole batch when it is small enough)."""
+    """Every column of the rows :func:`read_batch` samples (the whole batch when it is small enough).
+
+    ``paths`` are files or folders of part files (a Ray engine's partition), as :func:`discover_predictions` takes.
+    """
+    paths = discover_predictions(paths)
     n_rows = sum(_row_count(path) for path in paths)
     if n_rows <= max_rows:
         return read_predictions(paths)

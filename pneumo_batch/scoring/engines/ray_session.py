@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,6 +77,13 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[Any]:
             raise InputError(f"cannot start or reach {where}: {one_line(error)}") from None
         try:
             yield ray
+        except BaseException as error:
+            # The failed frames hold object references (the input blocks, the model); freed after the
+            # shutdown below, one makes Ray's core worker end the process with exit 1 ("the core worker
+            # has already been shutdown"), whatever the stop's own code. Free them while Ray still runs.
+            traceback.clear_frames(error.__traceback__)
+            gc.collect()
+            raise
         finally:
             ray.shutdown()
 
