@@ -111,9 +111,11 @@ def sandbox(unit: dict[str, list[str]], output_root: Path, input_folder: Path, f
     for home in ("/home", "/root", "/run/user"):
         if Path(home).is_dir():
             command += ["--tmpfs", home]
-    # The unit's venv lives in /opt; this test's Python may live in a home folder (pyenv): keep it visible.
-    for prefix in {sys.base_prefix, sys.prefix}:
-        if prefix.startswith(("/home/", "/root/")):
+    # The unit's venv lives in /opt; this test's Python (pyenv), its venv and the checkout it is installed
+    # from (editable) may live in a home folder or under /tmp (a CI clone): keep them visible, read-only.
+    checkout = str(Path(__file__).resolve().parents[1])
+    for prefix in sorted({sys.base_prefix, sys.prefix, checkout}):
+        if prefix.startswith(("/home/", "/root/", "/tmp/", "/var/tmp/", "/run/user/")):
             command += ["--ro-bind", prefix, prefix]
     command += ["--bind", str(output_root), str(output_root), "--ro-bind", str(input_folder), str(input_folder)]
     command += ["--cap-drop", "ALL", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
