@@ -70,6 +70,7 @@ from pneumo_batch.scope.image_stats import statistics_or_nan
 from pneumo_batch.scoring import RowContext, score_batch, score_rows
 from pneumo_batch.scoring.workdir import read_part
 from pneumo_batch.scoring.writer import OutputWriter
+from decode_floor import cheapest  # benchmarks/decode_floor.py
 from dicom_films import load_corpus_builder  # benchmarks/dicom_films.py
 from machine import cpu_description  # benchmarks/machine.py
 
@@ -153,7 +154,7 @@ def _profile(folder: Path, artifact, scorer: Scorer, gate, out: Path, rounds: in
     outputs = iter(range(rounds))
     batch = fastest(lambda: score_batch(folder, out.with_name(f"{out.name}-run{next(outputs)}.parquet"),
                                         model=artifact, workers=0, batch_size=count))
-    floor = fastest(lambda: [_cheapest(path) for path in paths])
+    floor = fastest(lambda: [cheapest(path) for path in paths])
     stage_us = {stage: seconds / count * 1e6 for stage, seconds in timed.items()}
     return {
         **stage_us,
@@ -174,22 +175,6 @@ def _decoded_image(data: bytes) -> Image.Image:
         image.draft(None, (JPEG_DRAFT_MIN_SIDE, JPEG_DRAFT_MIN_SIDE))
     image.load()
     return image
-
-
-def _cheapest(path: str) -> np.ndarray:
-    """The decode floor of score_benchmark: Pillow at the smallest DCT scale, or decode_dicom, then crop and resize."""
-    if path.endswith(".dcm"):
-        return image_to_pixels(decode_dicom(path).image)
-    with Image.open(path) as image:
-        if image.format == "JPEG":
-            image.draft("L", (4 * MODEL_INPUT_SIZE, 4 * MODEL_INPUT_SIZE))
-        width, height = image.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        square = image.crop((left, top, left + side, top + side))
-        if square.mode != "L":
-            square = square.convert("L")
-        return np.asarray(square.resize((MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), Image.Resampling.BILINEAR))
 
 
 def _write_parquet(path: Path, table) -> None:  # noqa: ANN001

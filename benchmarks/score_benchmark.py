@@ -152,23 +152,8 @@ _FLOOR_SCRIPT = """
 import sys, time
 from multiprocessing import get_context
 import numpy as np
-from PIL import Image
-
-def cheapest(path):
-    if path.endswith(".dcm"):
-        from pneumo_batch.imaging.dicom import decode_dicom
-        from pneumo_batch.imaging.raster import image_to_pixels
-        return image_to_pixels(decode_dicom(path).image)
-    with Image.open(path) as image:
-        if image.format == "JPEG":
-            image.draft("L", (112, 112))
-        width, height = image.size
-        side = min(width, height)
-        left, top = (width - side) // 2, (height - side) // 2
-        square = image.crop((left, top, left + side, top + side))
-        if square.mode != "L":
-            square = square.convert("L")
-        return np.asarray(square.resize((28, 28), Image.Resampling.BILINEAR))
+sys.path.insert(0, BENCHMARKS)  # spawned workers inherit it
+from decode_floor import cheapest  # benchmarks/decode_floor.py
 
 def chunk(paths):
     return np.stack([cheapest(p) for p in paths])
@@ -188,7 +173,7 @@ def _floor(files: list[str], workers: int) -> tuple[float, float, int]:
         listing = Path(scratch) / "files.txt"
         listing.write_text("\n".join(files))
         script = Path(scratch) / "floor.py"
-        script.write_text(_FLOOR_SCRIPT)
+        script.write_text(_FLOOR_SCRIPT.replace("BENCHMARKS", repr(str(Path(__file__).resolve().parent))))
         seconds, cpu, peak, _ = _measured([sys.executable, str(script), str(listing), str(workers)])
         return seconds, cpu, peak
 

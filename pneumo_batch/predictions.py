@@ -53,8 +53,6 @@ REPORT = "report"
 """What became of the film's screening report in its PACS (``--send-results``): ``stored`` (or ``stored; left
 empty: KEYWORD (VR) malformed``), ``already in the PACS``, or ``not built: ...`` / ``not sent: ...`` with the
 reason; null when no report was asked for or due (not a PACS run, error rows, out-of-scope films)."""
-HEADER_ISSUES = "header_issues"
-"""The DICOM elements that were malformed, named by keyword and VR, never by value (null when none)."""
 
 #: Key of the Parquet key-value metadata entry holding the run's JSON description.
 PARQUET_METADATA_KEY = b"pneumo_batch"

@@ -40,10 +40,8 @@ ALPHA = 0.05
 def compare(champion: ModelArtifact, champion_scored: pd.DataFrame, challenger: ModelArtifact,
             challenger_scored: pd.DataFrame) -> dict[str, Any]:
     """The comparison of two models' scores of the same labelled films (rows matched by ``image_id``)."""
-    both = champion_scored.merge(challenger_scored, on=cols.IMAGE_ID, suffixes=("_champion", "_challenger"))
-    keep = in_scope(both.rename(columns={f"{cols.IN_SCOPE}_champion": cols.IN_SCOPE})) & in_scope(
-        both.rename(columns={f"{cols.IN_SCOPE}_challenger": cols.IN_SCOPE}))
-    films = both[keep]
+    films = champion_scored[in_scope(champion_scored)].merge(
+        challenger_scored[in_scope(challenger_scored)], on=cols.IMAGE_ID, suffixes=("_champion", "_challenger"))
     labels = films[f"{cols.LABEL}_champion"].to_numpy(dtype=np.int8)
     old = films[f"{cols.SCORE}_champion"].to_numpy(dtype=np.float64)
     new = films[f"{cols.SCORE}_challenger"].to_numpy(dtype=np.float64)

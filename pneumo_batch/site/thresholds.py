@@ -23,6 +23,7 @@ adaptation) or cross-fitted ones (each film scored by a fit that never saw it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,15 +91,20 @@ def choose_screening_threshold(labels: np.ndarray, scores: np.ndarray, validated
                            lower_bound(flagged_at_validated, total), total, needed)
 
 
-def _needed(flagged: int, total: int, target: float, limit: int = 100_000) -> int | None:
+def _needed(flagged: int, total: int, target: float) -> int | None:
     """Pneumonias at which the observed flag rate's lower bound would reach ``target`` (None: never)."""
-    rate = flagged / total if total else 0.0
-    if rate <= target or lower_bound(round(rate * limit), limit) < target:
+    return positives_needed(flagged / total if total else 0.0, target, lower_bound)
+
+
+def positives_needed(rate: float, target: float, bound: Callable[[int, int], float], *,
+                     limit: int = 100_000) -> int | None:
+    """The fewest pneumonias at which a sensitivity ``rate`` has ``bound(flagged, total)`` at ``target`` (None: never)."""
+    if rate <= target or bound(round(rate * limit), limit) < target:
         return None
     low, high = 1, limit
     while low < high:
         middle = (low + high) // 2
-        if lower_bound(round(rate * middle), middle) >= target:
+        if bound(round(rate * middle), middle) >= target:
             high = middle
         else:
             low = middle + 1

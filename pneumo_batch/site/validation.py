@@ -19,10 +19,12 @@ import pandas as pd
 
 from pneumo_batch import metrics
 from pneumo_batch import predictions as cols
+from pneumo_batch.labels import in_scope_rows
 from pneumo_batch.model import ModelArtifact
 from pneumo_batch.monitoring.realized_summary import RealizedRules
 from pneumo_batch.monitoring.subgroups import subgroup_figures
 from pneumo_batch.paired_tests import delong
+from pneumo_batch.site.thresholds import positives_needed
 
 SCREENING = "screening"
 #: Intervals are two-sided 95 %, so each bound is one-sided 97.5 %.
@@ -30,7 +32,8 @@ CONFIDENCE = 0.95
 
 
 def in_scope(scored: pd.DataFrame) -> np.ndarray:
-    return scored[cols.IN_SCOPE].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    """Which scored rows the model decides on (:func:`pneumo_batch.labels.in_scope_rows`)."""
+    return in_scope_rows(scored).to_numpy(dtype=bool)
 
 
 def validate(scored: pd.DataFrame, model: ModelArtifact) -> dict[str, Any]:
@@ -84,28 +87,13 @@ def sensitivity_verdict(screening: dict[str, Any] | None, validated: float | Non
         return f"The validated screening sensitivity {validated:.3f} holds here: {said}."
     if site["high"] < validated:
         return f"The validated screening sensitivity {validated:.3f} does not hold here: {said}."
-    needed = positives_needed(site["estimate"], validated)
+    needed = positives_needed(site["estimate"], validated,
+                              lambda flagged, total: metrics.wilson_interval(flagged, total, CONFIDENCE).low)
     if needed is None:
         return (f"Not yet known whether the validated screening sensitivity {validated:.3f} holds here: {said}; "
                 "at the miss rate seen, no number of further films would show that it does.")
     return (f"Not yet known whether the validated screening sensitivity {validated:.3f} holds here: {said}; "
             f"about {max(needed - positives, 1)} more labelled pneumonias would tell, at the miss rate seen.")
-
-
-def positives_needed(rate: float, target: float, *, limit: int = 100_000) -> int | None:
-    """The fewest pneumonias at which a sensitivity ``rate`` has its Wilson lower bound at ``target`` (None: never)."""
-    if not rate > target:
-        return None
-    low, high = 1, limit
-    if metrics.wilson_interval(round(rate * high), high, CONFIDENCE).low < target:
-        return None
-    while low < high:
-        middle = (low + high) // 2
-        if metrics.wilson_interval(round(rate * middle), middle, CONFIDENCE).low >= target:
-            high = middle
-        else:
-            low = middle + 1
-    return low
 
 
 def _labelled(scored: pd.DataFrame) -> pd.DataFrame:
