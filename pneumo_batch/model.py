@@ -223,6 +223,17 @@ def shipped_models_dirs() -> list[Path]:
     return [package / "_models", package.parent / "models"]
 
 
+def model_dir_named(name_or_path: str) -> Path:
+    """A model directory given as a path, or as the name of one in the shipped models folder."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    for models in shipped_models_dirs():
+        if (models / name_or_path).is_dir():
+            return models / name_or_path
+    raise ModelError(f"no model directory {name_or_path!r}: give a path or the name of a shipped model")
+
+
 @dataclass(frozen=True)
 class NetworkOutput:
     """What one interpreter call gives for a stack of images."""

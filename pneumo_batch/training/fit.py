@@ -30,7 +30,7 @@ MODEL_OUTPUT = "logit"
 class TrainingConfig:
     """Everything that determines a training run; stored in the model's metadata."""
 
-    architecture: str = architectures.DEFAULT_ARCHITECTURE
+    architecture: str = "pneumo_cnn"
     width: int = 24
     epochs: int = 24
     batch_size: int = 64
@@ -43,6 +43,10 @@ class TrainingConfig:
     zoom: tuple[float, float] = (-0.1, 0.1)
     """RandomZoom's range while augmenting: negative zooms in, positive zooms out (0.2: up to 20 % out)."""
     class_weights: bool = True
+    teacher: str | None = None
+    """A model directory, or the name of a shipped one, to distil from (None: train on the labels alone)."""
+    distillation: float = 0.5
+    """The teacher's share of each training target: (1 - share) * label + share * teacher's probability."""
     seed: int = 42
     target_sensitivity: float = 0.98
     calibration_images: int = 500
@@ -51,10 +55,14 @@ class TrainingConfig:
     bootstrap_resamples: int = 1000
 
 
+#: The shipped default: the depthwise-separable network distilled from the shipped 3-block CNN (docs/training.md).
+DSNET_DISTILLED = TrainingConfig(architecture="pneumo_dsnet", teacher="pneumo-cnn-v1", distillation=0.5)
+
 PRESETS: dict[str, TrainingConfig] = {
-    "default": TrainingConfig(),
+    "default": DSNET_DISTILLED,
+    "dsnet-distilled": DSNET_DISTILLED,
     "pneumo-cnn-v1": TrainingConfig(),
-    # Zoom biased to zooming out: chosen over (-0.1, 0.1) on the mean validation AUC of 3 seeds (README).
+    # Zoom biased to zooming out: chosen over (-0.1, 0.1) on the mean validation AUC of 3 seeds (docs/training.md).
     "dsnet": TrainingConfig(architecture="pneumo_dsnet", zoom=(-0.05, 0.2)),
     "lesson": TrainingConfig(
         architecture="lesson_cnn",
@@ -87,8 +95,14 @@ class FitResult:
     seconds: float = 0.0
 
 
-def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progress) -> FitResult:
+def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progress,
+              teacher_scores: np.ndarray | None = None) -> FitResult:
     """Fit the configured architecture, restoring the weights of the best validation-AUC epoch.
+
+    With ``teacher_scores`` (a teacher's probabilities for the training
+    images, :func:`pneumo_batch.training.distillation.teacher_scores`) each
+    target is the label blended with the teacher's probability by
+    ``config.distillation``; class weights still follow the labels.
 
     Augmentation layers sit in front of the network only while fitting; the
     exported model is the bare network. With ``ema_momentum`` every epoch
@@ -106,10 +120,13 @@ def fit_model(dataset: PneumoniaMNIST, config: TrainingConfig, progress: Progres
     result = FitResult(model=model)
     tracker = _best_epoch_tracker(keras, model, dataset, config.epochs, result, progress)
     callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), tracker] if config.ema_momentum else [tracker]
+    targets = train_labels.astype("float32")
+    if teacher_scores is not None:
+        targets = (1 - config.distillation) * targets + config.distillation * teacher_scores[: config.train_limit].astype("float32")
     started = time.perf_counter()
     trainable.fit(
         pixels_to_model_input(train_images),
-        train_labels.astype("float32"),
+        targets,
         batch_size=config.batch_size,
         epochs=config.epochs,
         shuffle=True,

@@ -42,6 +42,7 @@ from pneumo_batch.errors import require
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
 from pneumo_batch.metrics import roc_auc
 from pneumo_batch.model import ModelArtifact, Scorer, file_sha256, load_model, write_metadata
+from pneumo_batch.training.distillation import load_teacher, teacher_record, teacher_scores
 from pneumo_batch.training.evaluation import ChosenPoint, choose_operating_points, evaluate, sweep
 from pneumo_batch.training.fit import MODEL_OUTPUT, FitResult, Progress, TrainingConfig, fit_model, keras_predict
 from pneumo_batch.training.quantize import VARIANT_DESCRIPTIONS, choose_variant, convert_variants
@@ -66,7 +67,12 @@ def train_and_package(
     """
     require("tensorflow", "train")
     storage.make_folder(out_dir)
-    fit = fit_model(dataset, config, progress)
+    teacher = None
+    if config.teacher:
+        teacher = load_teacher(config.teacher)
+        progress(f"distilling from {teacher.name} {teacher.version} (its share of each target: {config.distillation})")
+    scores_of_teacher = teacher_scores(teacher, dataset.train.images) if teacher else None
+    fit = fit_model(dataset, config, progress, teacher_scores=scores_of_teacher)
     progress(f"best validation AUC {fit.history[fit.best_epoch - 1]['val_auc']:.4f} at epoch {fit.best_epoch}")
 
     progress("converting to TFLite (float32, dynamic-range, int8)")
@@ -107,6 +113,7 @@ def train_and_package(
         evaluation=evaluation,
         keras_test_auc=keras_test_auc,
         variant_scores=variant_scores,
+        teacher=teacher_record(teacher) if teacher else None,
     )
     _write_sweeps(out_dir, dataset, deployed_scores, points)
     write_metadata(out_dir, metadata)
@@ -150,6 +157,7 @@ def _metadata(
     evaluation: dict[str, Any],
     keras_test_auc: float,
     variant_scores: dict[str, dict[str, np.ndarray]],
+    teacher: dict[str, Any] | None,
 ) -> dict[str, Any]:
     variants = {
         variant: {
@@ -208,6 +216,7 @@ def _metadata(
         },
         "training": {
             "config": asdict(config),
+            "teacher": teacher,
             "best_epoch": fit.best_epoch,
             "seconds": round(fit.seconds, 1),
             "history": fit.history,
