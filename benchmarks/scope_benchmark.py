@@ -63,11 +63,12 @@ FOLD_SEEDS = 10
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--model", type=Path, default=Path("models/pneumo-cnn-v1"))
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the default model)")
     parser.add_argument("--cost-only", action="store_true", help="only the cost, with the model directory's own gate")
     args = parser.parse_args()
     print(cpu_description())
     artifact = load_model(args.model)
+    args.model = artifact.directory
     if artifact.scope_gate() is None:
         raise SystemExit(f"{args.model} has no scope gate; run pneumo-batch fit-scope first")
     if args.cost_only:

@@ -97,9 +97,16 @@ class ModelArtifact:
 
     @property
     def keras_path(self) -> Path | None:
-        """The float network ``model.keras`` (what fine-tuning starts from), or None when the directory has none."""
+        """The float network ``model.keras`` (what fine-tuning starts from), checked, or None when the directory has none.
+
+        Checked here rather than by :func:`load_model`: scoring never reads
+        it, so a copy of a directory made for scoring may leave it out.
+        """
         entry = self.metadata.get(KERAS_KEY)
-        return self.directory / entry["file"] if entry else None
+        if not entry:
+            return None
+        verify_file(self.directory / entry["file"], str(entry["sha256"]))
+        return self.directory / entry["file"]
 
     @property
     def reference_profile_path(self) -> Path:
@@ -160,8 +167,6 @@ def load_model(directory: str | Path | None = None, *, verify: bool = True) -> M
     artifact = ModelArtifact(directory=model_dir, metadata=metadata)
     if verify:
         files = [(artifact.variant_path(), artifact.variant_sha256())]
-        if artifact.keras_path is not None:
-            files.append((artifact.keras_path, str(metadata[KERAS_KEY]["sha256"])))
         gate = artifact.scope_gate_entry
         if gate is not None:
             features = gate["features_model"]

@@ -6,8 +6,8 @@ without labels, so the class-balance verdict comes from the label-free
 estimate. Each test reads ``summary.json`` back.
 
 The test split is not a pure label shift of the validation split the
-estimate is corrected with (its normal films are flagged 16 % of the time
-against 3 %), so estimates on test nights run a few points high; the
+estimate is corrected with (its normal films are flagged more often), so
+estimates on test nights run high by the bias of ``label_shift_bias.py``; the
 benchmark (``benchmarks/label_shift_benchmark.py``) measures the rates over
 200 nights per size.
 """
@@ -27,6 +27,7 @@ from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.model import load_model
 from pneumo_batch.monitoring import build_monitoring_report
 from pneumo_batch.monitoring.reference import reference_profile_frame
+from label_shift_bias import estimate_bias_on_test_nights
 
 TRAINING_PREVALENCE = 3494 / 4708
 
@@ -92,8 +93,8 @@ def test_a_night_of_30_or_90_percent_pneumonia_is_a_class_balance_alert_not_drif
     assert data["class_balance_alert"] is True and estimate["basis"] == "estimate"
     assert data["drift_detected"] is False, data["drifted_features"]
     assert data["alert"] is True and data["out_of_scope_alert"] is False
-    # a few points high at most: the test split's extra false positives (see the module docstring)
-    assert -0.02 < estimate["value"] - prevalence < 0.12
+    # high by the test split's extra false positives (see the module docstring), plus noise
+    assert abs(estimate["value"] - prevalence - estimate_bias_on_test_nights(nights.model, prevalence)) < 0.06
     assert data["reference"]["resampled_to_prevalence"] == pytest.approx(estimate["value"])
     assert data["verdict"].startswith(f"{who} tonight: estimated pneumonia share {100 * estimate['value']:.0f} %")
     assert "the images themselves look as usual" in data["verdict"]

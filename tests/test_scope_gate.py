@@ -1,6 +1,6 @@
 """The pixel scope gate on real images, both sides of it, through score_batch.
 
-The shipped model's gate (models/pneumo-cnn-v1/scope_gate.npz) is judged on
+The shipped (default) model's gate (scope_gate.npz) is judged on
 PneumoniaMNIST test (never used to fit it), on every shared full-size film,
 on a sample of each shared outlier category and on synthetic images no
 component has seen, by reading the Parquet that :func:`score_batch` writes.

@@ -27,9 +27,13 @@ def load_teacher(name_or_path: str) -> ModelArtifact:
     return load_model(model_dir_named(name_or_path))
 
 
-def teacher_scores(teacher: ModelArtifact, images: np.ndarray, num_threads: int = 2) -> np.ndarray:
-    """The teacher's probabilities for uint8 images (N, 28, 28), float32 (N,)."""
-    return teacher.scorer(_variant(teacher), num_threads=num_threads).predict(pixels_to_model_input(images))
+def teacher_scores(teacher: ModelArtifact, images: np.ndarray) -> np.ndarray:
+    """The teacher's probabilities for uint8 images (N, 28, 28), float32 (N,).
+
+    On one thread, so that the targets, and with them the seeded fit, do
+    not hang on how LiteRT splits its float work between threads.
+    """
+    return teacher.scorer(_variant(teacher), num_threads=1).predict(pixels_to_model_input(images))
 
 
 def teacher_record(teacher: ModelArtifact) -> dict[str, Any]:
