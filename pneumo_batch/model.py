@@ -3,7 +3,9 @@
 A model directory holds the ``.tflite`` variants, ``metadata.json`` (input
 contract, labels, operating points and how they were chosen, quantization,
 dataset checksum, metrics, code version, sha256 of every model file), plots,
-``MODEL_CARD.md``, ``reference_profile.parquet`` (the training data's
+``MODEL_CARD.md``, ``model.keras`` (the fitted float network, bare of its
+augmentation layers: what ``adapt`` fine-tunes; directories trained before
+it existed lack it and still score), ``reference_profile.parquet`` (the training data's
 per-image features and scores, the reference for drift monitoring) and,
 when it has a scope gate (:mod:`pneumo_batch.scope.gate`), ``scope_gate.npz``
 plus ``model_int8_features.tflite``: the deployed variant with its hidden
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 
 METADATA_FILE = "metadata.json"
 REFERENCE_PROFILE_FILE = "reference_profile.parquet"
+#: The float Keras network (metadata key ``keras``: file, sha256, bytes); absent in older directories.
+KERAS_FILE = "model.keras"
+KERAS_KEY = "keras"
 FORMAT_VERSION = 1
 MODEL_ENV = "PNEUMO_BATCH_MODEL"
 #: The file in a models folder that names its default model directory.
@@ -89,6 +94,12 @@ class ModelArtifact:
 
     def variant_sha256(self, variant: str | None = None) -> str:
         return str(self.metadata["variants"][variant or self.default_variant]["sha256"])
+
+    @property
+    def keras_path(self) -> Path | None:
+        """The float network ``model.keras`` (what fine-tuning starts from), or None when the directory has none."""
+        entry = self.metadata.get(KERAS_KEY)
+        return self.directory / entry["file"] if entry else None
 
     @property
     def reference_profile_path(self) -> Path:
@@ -149,6 +160,8 @@ def load_model(directory: str | Path | None = None, *, verify: bool = True) -> M
     artifact = ModelArtifact(directory=model_dir, metadata=metadata)
     if verify:
         files = [(artifact.variant_path(), artifact.variant_sha256())]
+        if artifact.keras_path is not None:
+            files.append((artifact.keras_path, str(metadata[KERAS_KEY]["sha256"])))
         gate = artifact.scope_gate_entry
         if gate is not None:
             features = gate["features_model"]

@@ -45,6 +45,25 @@ def live(models: Path) -> str:
     return (models / DEFAULT_POINTER_FILE).read_text().strip()
 
 
+def test_a_model_directory_without_float_weights_still_loads_and_scores(shipped_default_model, xray_jpegs_dir, tmp_path):
+    copy = tmp_path / "no-keras"
+    shutil.copytree(shipped_default_model, copy)
+    (copy / "model.keras").unlink(missing_ok=True)
+    metadata = json.loads((copy / "metadata.json").read_text())
+    metadata.pop("keras", None)
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    model = load_model(copy)
+    assert model.keras_path is None
+    films = tmp_path / "films"
+    films.mkdir()
+    for film in sorted((xray_jpegs_dir / "NORMAL").glob("*.jpeg"))[:3]:
+        (films / film.name).symlink_to(film)
+    result = run("score", str(films), "--out", str(tmp_path / "scored.parquet"), "--model", str(copy))
+    assert result.exit_code == 0, result.output
+    scored = pq.read_table(tmp_path / "scored.parquet").to_pandas()
+    assert len(scored) == 3 and scored["p_pneumonia"].between(0, 1).all()
+
+
 def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_films, shipped_default_model, tmp_path):
     result = run("validate", str(site_films), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model),
                  "--workers", "1")

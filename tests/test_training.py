@@ -6,6 +6,7 @@ and chosen on validation data.
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,10 +14,11 @@ from typer.testing import CliRunner
 
 from pneumo_batch import metrics
 from pneumo_batch.cli.app import app
+from pneumo_batch.errors import ModelError
 from pneumo_batch.model import Scorer, file_sha256, load_model
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.training import MAX_QUANTIZATION_AUC_LOSS, PRESETS, choose_variant, convert_variants, fit_model
-from pneumo_batch.training.fit import _class_weights
+from pneumo_batch.training.fit import _class_weights, keras_predict
 
 #: Every test here trains (a tiny network, but TensorFlow's start-up and a few epochs take a while).
 pytestmark = pytest.mark.slow
@@ -54,6 +56,26 @@ def test_model_directory_is_complete_and_self_describing(tiny_model):
     assert file_sha256(directory / gate["file"]) == gate["sha256"]
     assert gate["features_model"]["of_sha256"] == tiny_model.variant_sha256()
     assert tiny_model.scope_gate() is not None and 0.0 <= gate["false_flag_rate"] <= 1.0
+
+
+def test_the_float_network_is_kept_verified_and_scores_like_the_float32_variant(tiny_model, pneumoniamnist, tmp_path):
+    import keras
+
+    entry = tiny_model.metadata["keras"]
+    assert tiny_model.keras_path == tiny_model.directory / "model.keras"
+    assert file_sha256(tiny_model.keras_path) == entry["sha256"] and entry["bytes"] == tiny_model.keras_path.stat().st_size
+    assert tiny_model.keras_path.stat().st_mode & 0o777 == tiny_model.variant_path().stat().st_mode & 0o777  # private
+    assert not tiny_model.keras_path.stat().st_mode & 0o007
+    network = keras.models.load_model(tiny_model.keras_path)
+    assert not any(layer.name == "augmentation" for layer in network.layers)  # the bare network
+    images = pixels_to_model_input(pneumoniamnist.val.images[:64])
+    float32 = tiny_model.scorer("float32").predict(images)
+    np.testing.assert_allclose(keras_predict(network, pneumoniamnist.val.images[:64]), float32, atol=1e-4)
+    copy = tmp_path / "tampered"
+    shutil.copytree(tiny_model.directory, copy)
+    (copy / "model.keras").write_bytes(b"not a network")
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(copy)
 
 
 def test_operating_points_come_from_the_deployed_variants_validation_scores(tiny_model, pneumoniamnist):

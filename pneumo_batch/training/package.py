@@ -29,6 +29,8 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+import tempfile
+import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,7 +43,7 @@ from pneumo_batch.dataset import LABEL_NAMES, PneumoniaMNIST
 from pneumo_batch.errors import require
 from pneumo_batch.imaging.preprocess import MODEL_INPUT_SIZE, pixels_to_model_input
 from pneumo_batch.metrics import roc_auc
-from pneumo_batch.model import ModelArtifact, Scorer, file_sha256, load_model, write_metadata
+from pneumo_batch.model import KERAS_FILE, KERAS_KEY, ModelArtifact, Scorer, file_sha256, load_model, write_metadata
 from pneumo_batch.training.evaluation import ChosenPoint, choose_operating_points, evaluate, sweep
 from pneumo_batch.training.fit import MODEL_OUTPUT, FitResult, Progress, TrainingConfig, fit_model, keras_predict
 from pneumo_batch.training.quantize import VARIANT_DESCRIPTIONS, choose_variant, convert_variants
@@ -94,6 +96,7 @@ def train_and_package(
     }
 
     files = _write_variants(out_dir, variant_bytes)
+    keras_file = write_keras(out_dir, fit.model)
     metadata = _metadata(
         name=name,
         version=version,
@@ -108,6 +111,7 @@ def train_and_package(
         keras_test_auc=keras_test_auc,
         variant_scores=variant_scores,
     )
+    metadata[KERAS_KEY] = keras_file
     _write_sweeps(out_dir, dataset, deployed_scores, points)
     write_metadata(out_dir, metadata)
     artifact = load_model(out_dir)
@@ -134,6 +138,24 @@ def _write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str,
             "quantization": VARIANT_DESCRIPTIONS[variant],
         }
     return files
+
+
+def write_keras(out_dir: Path, network: Any) -> dict[str, Any]:
+    """Save the bare float network as ``model.keras`` through storage; its metadata entry (file, sha256, bytes).
+
+    Keras saves only to a path ending in ``.keras``, so it writes into a
+    private temporary folder and storage moves the bytes into place.
+    """
+    with tempfile.TemporaryDirectory(prefix="pneumo-keras-") as work:
+        saved = Path(work) / KERAS_FILE
+        with warnings.catch_warnings():
+            # Keras hands TensorFlow variables to numpy 2 without its copy keyword while saving; harmless.
+            warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+            network.save(saved)
+        content = saved.read_bytes()
+    path = storage.write_bytes(out_dir / KERAS_FILE, content)
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": len(content),
+            "what": "the fitted float Keras network without its augmentation layers (what adapt fine-tunes)"}
 
 
 def _metadata(
