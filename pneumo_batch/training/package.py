@@ -95,7 +95,7 @@ def train_and_package(
         for split in ("val", "test")
     }
 
-    files = _write_variants(out_dir, variant_bytes)
+    files = write_variants(out_dir, variant_bytes)
     keras_file = write_keras(out_dir, fit.model)
     metadata = _metadata(
         name=name,
@@ -127,7 +127,7 @@ def train_and_package(
     return fit_scope_gate(artifact, dataset, scope_films, scope_outliers, seed=config.seed)
 
 
-def _write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+def write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     files = {}
     for variant, content in variant_bytes.items():
         path = storage.write_bytes(out_dir / f"model_{variant}.tflite", content)
