@@ -9,6 +9,8 @@ quantization here, never a source of a threshold.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from typing import Any
 
@@ -52,7 +54,8 @@ def convert_variants(model: Any, calibration_images: np.ndarray,
             # The converter asks for input statistics that only matter for
             # integer model inputs; ours are float32, quantized in-graph.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected", UserWarning)
-            converted[variant] = converter.convert()
+            with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints the saved signature
+                converted[variant] = converter.convert()
     return converted
 
 
