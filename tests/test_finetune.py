@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from site_films import link_labelled_films
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -31,12 +32,7 @@ def parent(pneumoniamnist, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def site(xray_jpegs_dir: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("site")
-    for name in ("NORMAL", "PNEUMONIA"):
-        (root / name).mkdir()
-        for film in sorted((xray_jpegs_dir / name).glob("*.jpeg"))[:PER_CLASS]:
-            (root / name / film.name).symlink_to(film)
-    return root
+    return link_labelled_films(xray_jpegs_dir, tmp_path_factory.mktemp("site"), PER_CLASS)
 
 
 def adapt(parent: Path, site: Path, out: Path, dataset_path: Path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from site_films import link_labelled_films
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -24,12 +25,7 @@ def run(*args: str):
 @pytest.fixture(scope="module")
 def site_films(xray_jpegs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 normal and 48 pneumonia full-size films in NORMAL/ and PNEUMONIA/ (links to the shared JPEGs)."""
-    root = tmp_path_factory.mktemp("site")
-    for name in ("NORMAL", "PNEUMONIA"):
-        (root / name).mkdir()
-        for film in sorted((xray_jpegs_dir / name).glob("*.jpeg"))[:PER_CLASS]:
-            (root / name / film.name).symlink_to(film)
-    return root
+    return link_labelled_films(xray_jpegs_dir, tmp_path_factory.mktemp("site"), PER_CLASS)
 
 
 @pytest.fixture
