@@ -154,7 +154,8 @@ def poor_challenger(parent: ModelArtifact, dataset: PneumoniaMNIST, site: Path, 
     found = compare(parent, score_labelled(held, parent), poor, score_labelled(held, poor))
     record_comparison(poor.directory, parent.directory.name, found)
     print(f"\n## poor challenger (one epoch from scratch) against {parent.name} on {found['films']} hold-out films")
-    print(f"AUC {found['challenger']['auc']:.4f} vs {found['champion']['auc']:.4f}; verdict: {found['verdict']} ({found['reason']})")
+    print(f"AUC {found['challenger']['auc']['estimate']:.4f} vs {found['champion']['auc']['estimate']:.4f}; "
+          f"verdict: {found['verdict']} ({found['reason']})")
     try:
         promote(folder, "one-epoch")
     except PromotionRefusedError as error:
@@ -167,13 +168,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="The parent (shipped) model directory, with model.keras.")
     parser.add_argument("--data", type=Path, default=None, help="PneumoniaMNIST .npz (default: $PNEUMO_BATCH_DATA).")
-    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--splits", type=int, default=5, help="Half splits per site (0: only --poor-challenger).")
     parser.add_argument("--seed", type=int, default=0, help="The first split seed; the splits use seed, seed+1, ...")
     parser.add_argument("--poor-challenger", action="store_true", help="Also show promote refusing a one-epoch model.")
     args = parser.parse_args()
     dataset = load_pneumoniamnist(args.data)
     parent = load_model(args.model)
-    print(f"# site adaptation benchmark: {parent.name} {parent.version}; CPU: {cpu_description()}")
+    print(f"# site adaptation benchmark: {parent.name} {parent.version}; {cpu_description()}")
     seeds = [args.seed + index for index in range(args.splits)]
     print(f"split seeds (fixed before looking): {seeds}; hold-out share {HOLDOUT_SHARE}")
     with tempfile.TemporaryDirectory(prefix="site-adaptation-") as temporary:
@@ -181,6 +182,8 @@ def main() -> None:
         sites = {"as-is": dataset.test.images, "gamma-blur": gamma_blur(dataset.test.images)}
         for name, images in sites.items():
             site = write_site(images, dataset.test.labels, work / name / "films")
+            if not seeds:
+                continue
             results = []
             for seed in seeds:
                 split_work = work / name / f"split-{seed}"
@@ -188,7 +191,7 @@ def main() -> None:
                 results.append((seed, run_split(parent, dataset, site, seed, split_work)))
             print_site(name, results)
         if args.poor_challenger:
-            poor_challenger(parent, dataset, work / "as-is" / "films", seeds[0], work)
+            poor_challenger(parent, dataset, work / "as-is" / "films", args.seed, work)
 
 
 if __name__ == "__main__":

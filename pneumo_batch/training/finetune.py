@@ -253,7 +253,8 @@ def write_fine_tuned(parent: ModelArtifact, tuned: FineTuned, dataset: Pneumonia
     from pneumo_batch.monitoring.reference import write_reference_profile
     from pneumo_batch.scope.fit import default_sources, fit_scope_gate
     from pneumo_batch.training.evaluation import evaluate
-    from pneumo_batch.training.package import write_keras, write_variants
+    from pneumo_batch import __version__
+    from pneumo_batch.training.package import git_commit, write_keras, write_variants
 
     staging = out.with_name(f".staging-{out.name}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -262,6 +263,7 @@ def write_fine_tuned(parent: ModelArtifact, tuned: FineTuned, dataset: Pneumonia
     metadata = {key: value for key, value in parent.metadata.items() if key not in (SCOPE_GATE_KEY, "format_version")}
     metadata.update(metadata_update)
     metadata.update({
+        "code_version": {"pneumo_batch": __version__, "git_commit": git_commit()},
         KERAS_KEY: write_keras(staging, tuned.network),
         "variants": files,
         "default_variant": DEPLOYED,

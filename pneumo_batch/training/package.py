@@ -185,7 +185,7 @@ def _metadata(
         "name": name,
         "version": version,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": {"pneumo_batch": __version__, "git_commit": _git_commit()},
+        "code_version": {"pneumo_batch": __version__, "git_commit": git_commit()},
         "labels": list(LABEL_NAMES),
         "positive_label": LABEL_NAMES[1],
         "input": {
@@ -238,7 +238,7 @@ def _metadata(
     }
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False
