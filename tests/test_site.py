@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from site_films import link_labelled_films
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -24,12 +25,7 @@ def run(*args: str):
 @pytest.fixture(scope="module")
 def site_films(xray_jpegs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 normal and 48 pneumonia full-size films in NORMAL/ and PNEUMONIA/ (links to the shared JPEGs)."""
-    root = tmp_path_factory.mktemp("site")
-    for name in ("NORMAL", "PNEUMONIA"):
-        (root / name).mkdir()
-        for film in sorted((xray_jpegs_dir / name).glob("*.jpeg"))[:PER_CLASS]:
-            (root / name / film.name).symlink_to(film)
-    return root
+    return link_labelled_films(xray_jpegs_dir, tmp_path_factory.mktemp("site"), PER_CLASS)
 
 
 @pytest.fixture
@@ -64,6 +60,19 @@ def test_a_model_directory_without_float_weights_still_loads_and_scores(shipped_
     assert len(scored) == 3 and scored["p_pneumonia"].between(0, 1).all()
 
 
+def test_fine_tuning_a_parent_without_float_weights_is_one_line_and_writes_no_model(site_films, models_folder,
+                                                                                   shipped_default_model, tmp_path):
+    parent = models_folder / "pneumo-cnn-v1"
+    shutil.copytree(shipped_default_model.parent / "pneumo-cnn-v1", parent)
+    assert load_model(parent).keras_path is None  # the previous default predates model.keras
+    out = models_folder / "site-ft"
+    result = run("adapt", "--labelled", str(site_films), "--out", str(out), "--model", str(parent))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert result.stderr.strip() == ("Error: pneumo-cnn-v1 has no float weights (model.keras): retrain it with "
+                                     "pneumo-batch train, or pass --threshold-only")
+    assert not out.exists() and not list(models_folder.glob("*holdout*"))
+
+
 def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_films, shipped_default_model, tmp_path):
     result = run("validate", str(site_films), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model),
                  "--workers", "1")
@@ -78,12 +87,13 @@ def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_fil
     assert {"reliability", "ece"} <= set(report["calibration"]) and "age_band" in report["subgroups"]["dimensions"]
 
 
+@pytest.mark.parametrize("mode", [["--threshold-only"], []], ids=["threshold-only", "fine-tune"])
 @pytest.mark.parametrize(("change", "phrase"), [
     ("no-label", "no label column"),
     ("one-class", "one class only"),
     ("few", "at least 20 of each are needed"),
 ])
-def test_bad_labelled_input_is_one_line_and_writes_no_model(site_films, models_folder, tmp_path, change, phrase):
+def test_bad_labelled_input_is_one_line_and_writes_no_model(site_films, models_folder, tmp_path, change, phrase, mode):
     films = sorted(site_films.glob("*/*.jpeg"))
     rows = [f"{path},{'pneumonia' if path.parent.name == 'PNEUMONIA' else 'normal'}" for path in films]
     if change == "one-class":
@@ -94,10 +104,11 @@ def test_bad_labelled_input_is_one_line_and_writes_no_model(site_films, models_f
     manifest = tmp_path / "labelled.csv"
     manifest.write_text("\n".join([header, *(row.split(",")[0] if change == "no-label" else row for row in rows)]) + "\n")
     out = models_folder / "site-v1"
-    result = run("adapt", "--labelled", str(manifest), "--out", str(out), "--threshold-only",
+    result = run("adapt", "--labelled", str(manifest), "--out", str(out), *mode,
                  "--model", str(models_folder / live(models_folder)))
     assert result.exit_code == ExitCode.USAGE, result.output
     assert result.stderr.strip().count("\n") == 0 and phrase in result.stderr
+    assert not out.exists() and not list(models_folder.glob("*holdout*"))
     assert not out.exists() and not any(models_folder.glob(".staging-*"))
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pneumo_batch.cli.common import domain_errors
+from pneumo_batch.dataset import DATA_ENV
 
 LABELLED_HELP = "Labelled films: a folder with NORMAL/ and PNEUMONIA/, or a .parquet/.csv manifest with path (or image) and label."
 VALIDATE_HELP = LABELLED_HELP[:-1] + ", or a nightly output root with a label store (labels add)."
@@ -49,32 +50,54 @@ def adapt(
     out: Annotated[Path, typer.Option(metavar="DIR", help="The new model directory (e.g. models/site-v1).", show_default=False)],
     model: Annotated[Path | None, typer.Option(metavar="DIR", help="The parent model (default: the live model).", show_default=False)] = None,
     threshold_only: Annotated[bool, typer.Option("--threshold-only", help="Re-choose the operating point only; keep the network.")] = False,
+    data: Annotated[Path | None, typer.Option(metavar="NPZ", help=f"PneumoniaMNIST .npz mixed into fine-tuning (default: ${DATA_ENV}).", show_default=False)] = None,
     holdout_share: Annotated[float, typer.Option(min=0.0, max=0.8, help="Share of the films set aside, by study, for compare (0: you keep your own).")] = 0.5,
-    seed: Annotated[int, typer.Option(help="Seed of the hold-out split.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the hold-out split, the cross-fitting folds and the fine-tuning.")] = 0,
+    max_epochs: Annotated[int, typer.Option(min=1, max=100, help="Most fine-tuning epochs tried; the count is chosen on cross-fitted films.")] = 20,
+    folds: Annotated[int, typer.Option(min=2, max=10, help="Cross-fitting folds (by study) that choose the epochs and the screening point.")] = 3,
     workers: Annotated[int | None, typer.Option(min=1, help=WORKERS_HELP, show_default=False)] = None,
 ) -> None:
-    """Adapt a model to a site's labelled films; the hold-out goes to OUT-holdout.parquet for compare.
+    """Adapt a model to a site's labelled films (fine-tune, or --threshold-only); the hold-out goes to OUT-holdout.parquet.
 
-    Example: pneumo-batch adapt --labelled /data/site-films --out models/site-v1 --threshold-only
+    Example: pneumo-batch adapt --labelled /data/site-films --out models/site-v1 --data pneumoniamnist.npz
     """
-    from pneumo_batch.errors import InputError
     from pneumo_batch.model import load_model
     from pneumo_batch.site.adaptation import adapt_threshold_only
     from pneumo_batch.site.labelled import read_labelled
 
     with domain_errors():
-        if not threshold_only:
-            raise InputError("fine-tuning the network is not built yet (issue 24); pass --threshold-only")
         parent = load_model(model)
         films = read_labelled(labelled)
-        adapted = adapt_threshold_only(parent, films, out, holdout_share=holdout_share, seed=seed, workers=workers)
+        if threshold_only:
+            adapted = adapt_threshold_only(parent, films, out, holdout_share=holdout_share, seed=seed, workers=workers)
+        else:
+            adapted = _fine_tune(parent, films, out, data, holdout_share, seed, max_epochs, folds, workers)
     chosen = adapted.lineage["figures"]["chosen"]
+    if not threshold_only:
+        figures = adapted.lineage["figures"]
+        typer.echo(f"fine-tuned {figures['epochs_chosen']} epochs (best cross-fitted AUC "
+                   f"{max(figures['out_of_fold_auc_by_epoch']):.4f}) in {figures['seconds']:.0f} s")
     typer.echo(f"{adapted.model.name} {adapted.model.version}: screening threshold {chosen['threshold']:.4f} "
                f"({chosen['rule']}) -> {adapted.model.directory}")
     if chosen["positives_needed"] is not None and not chosen["changed"]:
         typer.echo(f"About {chosen['positives_needed']} labelled pneumonias would let the site prove a change.")
     if adapted.holdout_manifest is not None:
         typer.echo(f"hold-out films: {adapted.holdout_manifest} (compare on these)")
+
+
+def _fine_tune(parent: Any, films: Any, out: Path, data: Path | None, holdout_share: float, seed: int,
+               max_epochs: int, folds: int, workers: int | None) -> Any:
+    from pneumo_batch.dataset import load_pneumoniamnist
+    from pneumo_batch.errors import require
+    from pneumo_batch.site.adaptation import adapt_fine_tune
+    from pneumo_batch.training.finetune import FineTuneConfig, require_float_weights
+
+    require_float_weights(parent)
+    require("tensorflow", "train")
+    dataset = load_pneumoniamnist(data)
+    config = FineTuneConfig(max_epochs=max_epochs, folds=folds, seed=seed)
+    return adapt_fine_tune(parent, films, out, dataset, holdout_share=holdout_share, seed=seed, config=config,
+                           workers=workers, progress=lambda message: typer.echo(message, err=True))
 
 
 def compare(

@@ -123,8 +123,24 @@ def fingerprint(films: LabelledFilms) -> dict[str, object]:
 
 
 def _content_hash(row: pd.Series) -> str:
-    data = row["image"] if "image" in row and row["image"] is not None else Path(str(row[cols.PATH])).read_bytes()
-    return hashlib.sha256(bytes(data)).hexdigest()
+    return hashlib.sha256(_content(row)).hexdigest()
+
+
+def _content(row: pd.Series) -> bytes:
+    return bytes(row["image"]) if "image" in row and row["image"] is not None else Path(str(row[cols.PATH])).read_bytes()
+
+
+def model_pixels(films: LabelledFilms) -> np.ndarray:
+    """uint8 (N, 28, 28): each film through the one preprocessing scoring uses (full-size JPEG, DICOM, PNG).
+
+    For films that scoring already read: it keeps no pixels, so they are
+    decoded again here, with the same decoders.
+    """
+    from pneumo_batch.imaging.decoders import decode
+
+    suffixes = films.table[cols.PATH].map(lambda p: Path(str(p)).suffix) if cols.PATH in films.table else None
+    return np.stack([decode(_content(row), "" if suffixes is None else suffixes[index], with_thumbnail=False).pixels
+                     for index, row in films.table.iterrows()])
 
 
 def _class_folders(root: Path) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Training: fit a network (:mod:`~.fit`), quantize it (:mod:`~.quantize`), choose operating points on
 validation data (:mod:`~.evaluation`) and package a self-describing model directory (:mod:`~.package`,
-with plots and a model card from :mod:`~.reporting`). Needs the ``train`` extra (TensorFlow), imported late.
+with plots and a model card from :mod:`~.reporting`), and fine-tune a model's network on a site's labelled
+films (:mod:`~.finetune`, behind ``pneumo-batch adapt``). Needs the ``train`` extra (TensorFlow), imported late.
 """
 
 from pneumo_batch.training.fit import PRESETS, FitResult, TrainingConfig, config_from_preset, fit_model

@@ -101,7 +101,7 @@ def train_and_package(
         for split in ("val", "test")
     }
 
-    files = _write_variants(out_dir, variant_bytes)
+    files = write_variants(out_dir, variant_bytes)
     keras_file = write_keras(out_dir, fit.model)
     metadata = _metadata(
         name=name,
@@ -134,7 +134,7 @@ def train_and_package(
     return fit_scope_gate(artifact, dataset, scope_films, scope_outliers, seed=config.seed)
 
 
-def _write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+def write_variants(out_dir: Path, variant_bytes: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     files = {}
     for variant, content in variant_bytes.items():
         path = storage.write_bytes(out_dir / f"model_{variant}.tflite", content)
@@ -193,7 +193,7 @@ def _metadata(
         "name": name,
         "version": version,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code_version": {"pneumo_batch": __version__, "git_commit": _git_commit()},
+        "code_version": {"pneumo_batch": __version__, "git_commit": git_commit()},
         "labels": list(LABEL_NAMES),
         "positive_label": LABEL_NAMES[1],
         "input": {
@@ -247,7 +247,7 @@ def _metadata(
     }
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False

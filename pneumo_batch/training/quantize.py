@@ -9,6 +9,8 @@ quantization here, never a source of a threshold.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from typing import Any
 
@@ -26,8 +28,9 @@ VARIANT_DESCRIPTIONS = {
 }
 
 
-def convert_variants(model: Any, calibration_images: np.ndarray) -> dict[str, bytes]:
-    """Convert a Keras model to float32, dynamic-range and full-integer int8 TFLite bytes."""
+def convert_variants(model: Any, calibration_images: np.ndarray,
+                     variants: tuple[str, ...] = ("float32", "dynamic", "int8")) -> dict[str, bytes]:
+    """Convert a Keras model to TFLite bytes: float32, dynamic-range and full-integer int8 (or those asked)."""
     import tensorflow as tf
 
     # An all-black and an all-white image pin the input range to [0, 1]:
@@ -39,8 +42,8 @@ def convert_variants(model: Any, calibration_images: np.ndarray) -> dict[str, by
         for index in range(len(calibration)):
             yield [calibration[index : index + 1]]
 
-    variants = {}
-    for variant in ("float32", "dynamic", "int8"):
+    converted = {}
+    for variant in variants:
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         if variant != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -51,8 +54,9 @@ def convert_variants(model: Any, calibration_images: np.ndarray) -> dict[str, by
             # The converter asks for input statistics that only matter for
             # integer model inputs; ours are float32, quantized in-graph.
             warnings.filterwarnings("ignore", "Statistics for quantized inputs were expected", UserWarning)
-            variants[variant] = converter.convert()
-    return variants
+            with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints the saved signature
+                converted[variant] = converter.convert()
+    return converted
 
 
 def choose_variant(keras_test_auc: float, test_auc: dict[str, float]) -> tuple[str, str]:
