@@ -61,7 +61,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from pneumo_batch.training.architectures import DEFAULT_ARCHITECTURE, build
+from pneumo_batch.training.architectures import build
+from pneumo_batch.training.fit import PRESETS
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.errors import ModelError
 from pneumo_batch.export import export_split
@@ -290,7 +291,7 @@ def _models(scratch: Path, model: Path | None, stand_in_kind: str):
         except ModelError:
             model = scratch / "stand-in"
             model.mkdir()
-            stand_in = keras_model if stand_in_kind == "lesson" else build(DEFAULT_ARCHITECTURE, 32)
+            stand_in = keras_model if stand_in_kind == "lesson" else build(PRESETS["default"].architecture, PRESETS["default"].width)
             (model / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(stand_in).convert())
             write_metadata(model, {
                 "name": f"{stand_in_kind}-untrained-stand-in", "version": "benchmark", "default_variant": "float32",

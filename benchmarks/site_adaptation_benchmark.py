@@ -51,6 +51,7 @@ from pneumo_batch.site.labelled import LabelledFilms, read_labelled, score_label
 HOLDOUT_SHARE = 0.5
 TARGET = 0.98
 KINDS = ("shipped", "threshold-only", "fine-tuned")
+SITES = ("as-is", "gamma-blur")
 
 
 def gamma_blur(images: np.ndarray) -> np.ndarray:
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=5, help="Half splits per site (0: only --poor-challenger).")
     parser.add_argument("--seed", type=int, default=0, help="The first split seed; the splits use seed, seed+1, ...")
     parser.add_argument("--poor-challenger", action="store_true", help="Also show promote refusing a one-epoch model.")
+    parser.add_argument("--sites", nargs="+", choices=SITES, default=list(SITES), help="Which sites to run (default: both).")
     args = parser.parse_args()
     dataset = load_pneumoniamnist(args.data)
     parent = load_model(args.model)
@@ -182,7 +184,7 @@ def main() -> None:
         sites = {"as-is": dataset.test.images, "gamma-blur": gamma_blur(dataset.test.images)}
         for name, images in sites.items():
             site = write_site(images, dataset.test.labels, work / name / "films")
-            if not seeds:
+            if not seeds or name not in args.sites:
                 continue
             results = []
             for seed in seeds:

@@ -167,8 +167,6 @@ def load_model(directory: str | Path | None = None, *, verify: bool = True) -> M
     artifact = ModelArtifact(directory=model_dir, metadata=metadata)
     if verify:
         files = [(artifact.variant_path(), artifact.variant_sha256())]
-        if artifact.keras_path is not None:
-            files.append((artifact.keras_path, str(metadata[KERAS_KEY]["sha256"])))
         gate = artifact.scope_gate_entry
         if gate is not None:
             features = gate["features_model"]

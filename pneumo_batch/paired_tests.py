@@ -29,10 +29,19 @@ class DeLong:
     """The AUC of each score set (rows of the input)."""
     covariance: np.ndarray
     """DeLong's covariance matrix of the AUCs."""
+    smaller_class: int = 0
+    """Films in the smaller class (for the interval when the classes do not overlap)."""
 
     def interval(self, index: int = 0, confidence: float = 0.95) -> Interval:
-        half = _z(confidence) * float(np.sqrt(max(self.covariance[index, index], 0.0)))
+        """DeLong's interval; when no pair is misordered (AUC 0 or 1) its variance is 0, so the interval
+        is then the exact bound for a sample of the smaller class's size that shows no error,
+        ``((1 - confidence) / 2) ** (1 / k)`` away from the edge, rather than a point."""
         auc = float(self.aucs[index])
+        variance = float(self.covariance[index, index])
+        if variance <= 0 and auc in (0.0, 1.0) and self.smaller_class:
+            reach = 1.0 - ((1 - confidence) / 2) ** (1 / self.smaller_class)
+            return Interval(auc, 1.0 - reach, 1.0) if auc == 1.0 else Interval(auc, 0.0, reach)
+        half = _z(confidence) * float(np.sqrt(max(variance, 0.0)))
         return Interval(auc, max(0.0, auc - half), min(1.0, auc + half))
 
     def difference(self, confidence: float = 0.95) -> tuple[Interval, float]:
@@ -67,7 +76,7 @@ def delong(labels: np.ndarray, *score_sets: np.ndarray) -> DeLong:
     v_pos = (overall[:, :m] - within_pos) / n
     v_neg = 1.0 - (overall[:, m:] - within_neg) / m
     covariance = np.atleast_2d(np.cov(v_pos)) / m + np.atleast_2d(np.cov(v_neg)) / n
-    return DeLong(aucs=aucs, covariance=covariance)
+    return DeLong(aucs=aucs, covariance=covariance, smaller_class=min(m, n))
 
 
 def mcnemar_p(first: np.ndarray, second: np.ndarray) -> float:

@@ -41,3 +41,4 @@ def test_every_preset_builds_and_names_a_known_architecture():
     for name, config in PRESETS.items():
         assert config.architecture in ARCHITECTURES, name
         assert multiply_adds(build(config.architecture, config.width)) > 0, name
+

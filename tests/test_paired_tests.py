@@ -64,3 +64,11 @@ def test_identical_decisions_are_non_inferior_with_enough_pneumonias_only():
     assert non_inferior(paired_difference(many, many))  # +-0.0097
     assert not non_inferior(paired_difference(few, few))  # +-0.032: more than the margin
     assert SENSITIVITY_MARGIN == 0.02
+
+
+def test_a_perfect_separation_gets_an_exact_interval_not_a_point():
+    labels = np.array([1] * 20 + [0] * 30)
+    scores = np.concatenate([np.linspace(0.6, 0.9, 20), np.linspace(0.1, 0.5, 30)])
+    interval = delong(labels, scores).interval()
+    assert interval.estimate == 1.0 and interval.high == 1.0
+    assert interval.low == pytest.approx(0.025 ** (1 / 20))  # 20 pneumonias, none misordered: about 0.83

@@ -449,3 +449,13 @@ def test_feature_percentiles_are_exactly_numpys(pneumoniamnist):
         for name, values in zip(("img_p05", "img_p50", "img_p95"), expected, strict=True):
             np.testing.assert_array_equal(features[name], values.astype(np.float32))
         np.testing.assert_array_equal(features["img_contrast"], (expected[2] - expected[0]).astype(np.float32))
+
+
+def test_a_teacher_is_found_by_path_or_by_the_name_of_a_shipped_model(shipped_default_model, tmp_path):
+    from pneumo_batch.errors import ModelError
+    from pneumo_batch.model import model_dir_named
+
+    assert model_dir_named(str(shipped_default_model)) == shipped_default_model
+    assert model_dir_named("pneumo-cnn-v1").name == "pneumo-cnn-v1"
+    with pytest.raises(ModelError, match="no model directory 'no-such-model'"):
+        model_dir_named("no-such-model")

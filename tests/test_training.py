@@ -122,3 +122,25 @@ def test_unknown_preset_is_a_usage_error(tmp_path):
 
 def test_metadata_is_plain_json(tiny_model):
     json.loads((tiny_model.directory / "metadata.json").read_text())
+
+
+def test_distillation_targets_follow_the_teacher_and_the_metadata_names_it(tiny_model, pneumoniamnist, tmp_path):
+    from dataclasses import replace
+
+    from pneumo_batch.training import train_and_package
+    from pneumo_batch.training.distillation import teacher_record
+
+    labels = pneumoniamnist.train.labels.astype(np.float32)
+    config = replace(PRESETS["tiny"], distillation=1.0)
+    val_auc = lambda fit: metrics.roc_auc(pneumoniamnist.val.labels, keras_predict(fit.model, pneumoniamnist.val.images))  # noqa: E731
+    plain = fit_model(pneumoniamnist, config, progress=lambda message: None)
+    agreeing = fit_model(pneumoniamnist, config, progress=lambda message: None, teacher_scores=labels)
+    contrary = fit_model(pneumoniamnist, config, progress=lambda message: None, teacher_scores=1 - labels)
+    for mine, theirs in zip(plain.model.get_weights(), agreeing.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)  # a teacher that agrees with the labels changes nothing
+    assert val_auc(plain) > 0.8 and val_auc(contrary) < 0.5  # the targets are the teacher's when its share is 1
+
+    student = train_and_package(pneumoniamnist, replace(PRESETS["tiny"], teacher=str(tiny_model.directory)),
+                                tmp_path / "student", name="student")
+    assert student.metadata["training"]["teacher"] == teacher_record(tiny_model)
+    assert student.metadata["training"]["teacher"]["variant"] == "float32"

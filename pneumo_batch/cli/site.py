@@ -53,7 +53,7 @@ def adapt(
     data: Annotated[Path | None, typer.Option(metavar="NPZ", help=f"PneumoniaMNIST .npz mixed into fine-tuning (default: ${DATA_ENV}).", show_default=False)] = None,
     holdout_share: Annotated[float, typer.Option(min=0.0, max=0.8, help="Share of the films set aside, by study, for compare (0: you keep your own).")] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the hold-out split, the cross-fitting folds and the fine-tuning.")] = 0,
-    max_epochs: Annotated[int, typer.Option(min=1, max=100, help="Most fine-tuning epochs tried; the count is chosen on cross-fitted films.")] = 20,
+    max_epochs: Annotated[int, typer.Option(min=1, max=100, help="Most fine-tuning epochs tried; the count is chosen on cross-fitted films.")] = 30,
     folds: Annotated[int, typer.Option(min=2, max=10, help="Cross-fitting folds (by study) that choose the epochs and the screening point.")] = 3,
     workers: Annotated[int | None, typer.Option(min=1, help=WORKERS_HELP, show_default=False)] = None,
 ) -> None:
@@ -108,7 +108,7 @@ def compare(
 ) -> None:
     """Compare two models on the same labelled hold-out films; the verdict is kept for promote.
 
-    Example: pneumo-batch compare models/pneumo-dsnet-v2 models/site-v1 models/site-v1-holdout.parquet
+    Example: pneumo-batch compare models/pneumo-cnn-v1.1 models/site-v1 models/site-v1-holdout.parquet
     """
     from pneumo_batch.model import load_model
     from pneumo_batch.registry import record_comparison

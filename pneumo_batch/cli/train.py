@@ -17,7 +17,7 @@ def train(
         Path | None,
         typer.Option(help=f"PneumoniaMNIST .npz (default: ${DATA_ENV}, the cache, or a download)."),
     ] = None,
-    preset: Annotated[str, typer.Option(help="Configuration: default, pneumo-cnn-v1 (the 3-block CNN, 16 M multiply-adds), dsnet (depthwise-separable, 2.3 M), lesson (the course CNN) or tiny (tests).")] = "default",
+    preset: Annotated[str, typer.Option(help="Configuration: default (= pneumo-cnn-v1, the shipped recipe: the 3-block CNN, 16 M multiply-adds), dsnet-distilled (depthwise-separable, 2.3 M, distilled from pneumo-cnn-v1), dsnet (the same, labels only), lesson (the course CNN) or tiny (tests).")] = "default",
     epochs: Annotated[int | None, typer.Option(min=1, help="Override the preset's number of epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the preset's random seed.")] = None,
     target_sensitivity: Annotated[
@@ -37,7 +37,7 @@ def train(
 ) -> None:
     """Train a CNN on PneumoniaMNIST, quantize it to TFLite and write a self-describing model directory.
 
-    Example: pneumo-batch train --data pneumoniamnist.npz --out models/pneumo-cnn-v2
+    Example: pneumo-batch train --data pneumoniamnist.npz --out models/my-model
     """
     from pneumo_batch.scope.fit import default_sources
     from pneumo_batch.training import PRESETS, config_from_preset, train_and_package

@@ -41,7 +41,7 @@ def lesson_cnn(width: int = 32) -> keras.Model:
 
 
 def pneumo_cnn(width: int = 24) -> keras.Model:
-    """The network of ``models/pneumo-cnn-v1`` (and the teacher of today's default): three blocks of two 3x3 convolutions with batch norm, then global pooling.
+    """The default network (``models/pneumo-cnn-v1.1``; the teacher of ``dsnet-distilled``): three blocks of two 3x3 convolutions with batch norm, then global pooling.
 
     With ``width`` 24 (24, 48, 96 filters; 16 M multiply-adds an image) it
     trains in about 3 minutes on two CPU cores and matches the validation AUC

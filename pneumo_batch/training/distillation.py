@@ -1,11 +1,12 @@
 """Distillation: a teacher model's probabilities for the training images, which :func:`~.fit.fit_model` blends into the targets.
 
-The shipped default (``pneumo_dsnet``, 2.3 M multiply-adds an image) learns
-from the labels and from the shipped 3-block CNN it replaces
-(``models/pneumo-cnn-v1``, 16.4 M): each target is half the label, half
-the teacher's probability. The teacher's graded confidence tells the small
+The ``dsnet-distilled`` preset (``pneumo_dsnet``, 2.3 M multiply-adds an
+image) learns from the labels and from the 3-block CNN
+(``models/pneumo-cnn-v1``, 16.4 M): each target is half the label, half the
+teacher's probability. The teacher's graded confidence tells the small
 network which films are borderline, which the 0/1 labels cannot; trained on
-the labels alone the same network lost 0.006 test AUC (docs/training.md).
+the labels alone the same network lost 0.002 test AUC (3-seed means,
+docs/training.md).
 The teacher scores through its float32 file: what it learned, without
 quantization steps.
 """

@@ -32,9 +32,9 @@ The recipe, all seeded and deterministic (:func:`pneumo_batch.training.fit._kera
   from, so here the int8 and Keras validation AUCs are recorded instead.
 
 Budget: under 5 minutes on 2 cores for 300 to 1,000 site films with the
-16 M multiply-add ``pneumo_cnn``: 1,000 films (28 px PNGs), k = 3 and 20
-epochs took 150 s on 2 shared cores (AMD EPYC), so
-nothing is cut for time.
+16 M multiply-add ``pneumo_cnn``: ``adapt`` on 1,000 films (28 px PNGs),
+k = 3 and up to 30 epochs took 258 s end to end on 2 cores (AMD EPYC), so
+nothing is cut for time (docs/site.md).
 
 TensorFlow is imported inside the functions that need it (the ``train`` extra).
 """
@@ -65,7 +65,7 @@ SCREENING = "screening"
 @dataclass(frozen=True)
 class FineTuneConfig:
     learning_rate: float = 1e-4
-    max_epochs: int = 20
+    max_epochs: int = 30
     folds: int = 3
     seed: int = 0
     """Seeds the fits (weights' dropout, augmentation, shuffling) and the training-film draws."""
