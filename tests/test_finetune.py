@@ -93,3 +93,19 @@ def test_the_same_seed_gives_the_same_epochs_and_threshold(tuned, parent, site, 
 
 def _content(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_an_undecodable_adaptation_film_is_left_out_and_said(parent, site, dataset_path, tmp_path):
+    films = tmp_path / "site"
+    for folder in ("NORMAL", "PNEUMONIA"):
+        (films / folder).mkdir(parents=True)
+        for link in (site / folder).iterdir():
+            (films / folder / link.name).symlink_to(link.resolve())
+    (films / "PNEUMONIA" / "broken.jpeg").write_bytes(b"not a JPEG")
+    out = tmp_path / "models" / "site-ft"
+    result = CliRunner().invoke(app, ["adapt", "--model", str(parent), "--labelled", str(films), "--out", str(out),
+                                      "--data", str(dataset_path), "--max-epochs", "1", "--folds", "2",
+                                      "--holdout-share", "0"])
+    assert result.exit_code == 0, result.output
+    assert "1 not decodable (left out)" in result.output
+    assert len(pq.read_table(load_model(out).reference_profile_path)) == 2 * PER_CLASS

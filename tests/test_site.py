@@ -85,6 +85,23 @@ def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_fil
     assert "more labelled pneumonias" in report["verdict"] or "no number of further films" in report["verdict"]
     assert report["verdict"] in result.output
     assert {"reliability", "ece"} <= set(report["calibration"]) and "age_band" in report["subgroups"]["dimensions"]
+    assert report["not_decodable"] == 0 and report["films"] == 2 * PER_CLASS
+
+
+def test_a_film_that_cannot_be_read_is_counted_not_scored_and_not_lost(site_films, shipped_default_model, tmp_path):
+    films = tmp_path / "site"
+    for folder in ("NORMAL", "PNEUMONIA"):
+        (films / folder).mkdir(parents=True)
+        for link in (site_films / folder).iterdir():
+            (films / folder / link.name).symlink_to(link.resolve())
+    (films / "PNEUMONIA" / "broken.jpeg").write_bytes(b"not a JPEG")
+    result = run("validate", str(films), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model),
+                 "--workers", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v" / "validation.json").read_text())
+    assert report["films"] == 2 * PER_CLASS + 1 and report["not_decodable"] == 1
+    assert report["in_scope"]["films"] + report["out_of_scope"]["films"] == 2 * PER_CLASS
+    assert "1 not decodable" in result.output
 
 
 @pytest.mark.parametrize("mode", [["--threshold-only"], []], ids=["threshold-only", "fine-tune"])

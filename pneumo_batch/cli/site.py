@@ -40,7 +40,8 @@ def validate(
         storage.make_folder(out)
         written = storage.write_json(out / "validation.json", report, allow_nan=False)
     auc = report["auc"]
-    typer.echo(f"{report['in_scope']['films']} films in scope ({report['out_of_scope']['films']} out), "
+    unreadable = f", {report['not_decodable']} not decodable" if report["not_decodable"] else ""
+    typer.echo(f"{report['in_scope']['films']} films in scope ({report['out_of_scope']['films']} out{unreadable}), "
                f"AUC {auc['estimate']:.3f} ({auc['low']:.3f}-{auc['high']:.3f}) -> {written}")
     typer.echo(report["verdict"])
 

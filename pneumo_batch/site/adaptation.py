@@ -118,7 +118,8 @@ def base_lineage(parent: ModelArtifact, split: SiteSplit, recipe: dict[str, Any]
     return {
         "parent": {"name": parent.name, "version": parent.version, "sha256": parent.variant_sha256()},
         "site_data": {"adaptation": fingerprint(split.used),
-                      "holdout": fingerprint(split.held) if len(split.held.table) else None},
+                      "holdout": fingerprint(split.held) if len(split.held.table) else None,
+                      "adaptation_not_decodable": int((split.adaptation[cols.STATUS] != cols.STATUS_OK).sum())},
         "recipe": recipe,
         "seeds": seeds,
         "figures": figures,
@@ -171,11 +172,14 @@ def adapt_fine_tune(parent: ModelArtifact, films: LabelledFilms, out: Path, data
     config = config or FineTuneConfig(seed=seed)
     require_float_weights(parent)
     split = split_site(parent, films, out, holdout_share=holdout_share, seed=seed, workers=workers)
-    labels = split.used.table[cols.LABEL].to_numpy(dtype=np.int8)
-    check_classes(int(labels.sum()), int((labels == 0).sum()), "the adaptation films")
-    progress(f"{len(labels)} adaptation films ({int(labels.sum())} pneumonia), {len(split.held.table)} held out")
-    site = SiteFilms(pixels=model_pixels(split.used), labels=labels,
-                     fold_of=study_folds(split.adaptation, config.folds, seed))
+    decodable = (split.adaptation[cols.STATUS] == cols.STATUS_OK).to_numpy()
+    fitted = LabelledFilms(split.used.table[decodable].reset_index(drop=True))
+    labels = fitted.table[cols.LABEL].to_numpy(dtype=np.int8)
+    check_classes(int(labels.sum()), int((labels == 0).sum()), "the decodable adaptation films")
+    progress(f"{len(labels)} adaptation films ({int(labels.sum())} pneumonia), {len(split.held.table)} held out"
+             + (f", {int((~decodable).sum())} not decodable (left out)" if not decodable.all() else ""))
+    site = SiteFilms(pixels=model_pixels(fitted), labels=labels,
+                     fold_of=study_folds(split.adaptation[decodable].reset_index(drop=True), config.folds, seed))
     tuned = fine_tune(parent, dataset, site, config, progress)
     lineage = base_lineage(
         parent, split, {**recipe_record(config, parent, tuned), "holdout_share": holdout_share, "split": "by study, seeded"},

@@ -70,7 +70,8 @@ def check_classes(positives: int, negatives: int, where: str) -> None:
 
 
 def score_labelled(films: LabelledFilms, model: ModelArtifact, *, workers: int | None = None) -> pd.DataFrame:
-    """``films`` scored by ``model``: one row per film, label and study kept. Error rows are dropped here."""
+    """``films`` scored by ``model``: one row per film, label and study kept, films that cannot be read included
+    (status ``error``): the callers count them and leave them out of every figure."""
     from pneumo_batch.scoring import score_batch
 
     with tempfile.TemporaryDirectory(prefix="pneumo-site-") as work:
@@ -79,7 +80,6 @@ def score_labelled(films: LabelledFilms, model: ModelArtifact, *, workers: int |
         out = Path(work) / "scored.parquet"
         score_batch(manifest, out, model=model, workers=workers)
         scored = pq.read_table(out).to_pandas()
-    scored = scored[scored[cols.STATUS] == cols.STATUS_OK].reset_index(drop=True)
     scored[cols.LABEL] = scored[cols.LABEL].astype(np.int8)
     return scored
 

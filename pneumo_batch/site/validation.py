@@ -39,6 +39,7 @@ def in_scope(scored: pd.DataFrame) -> np.ndarray:
 def validate(scored: pd.DataFrame, model: ModelArtifact) -> dict[str, Any]:
     """The site validation report of ``model`` on ``scored`` (its own scores of the site's labelled films)."""
     keep = in_scope(scored)
+    readable = (scored[cols.STATUS] == cols.STATUS_OK).to_numpy(dtype=bool)
     films = scored[keep]
     labels = films[cols.LABEL].to_numpy(dtype=np.int8)
     scores = films[cols.SCORE].to_numpy(dtype=np.float64)
@@ -48,7 +49,9 @@ def validate(scored: pd.DataFrame, model: ModelArtifact) -> dict[str, Any]:
     report = {
         "model": {"name": model.name, "version": model.version},
         "films": int(len(scored)),
-        "out_of_scope": {"films": int((~keep).sum()), "share": float((~keep).mean()) if len(scored) else float("nan")},
+        "not_decodable": int((~readable).sum()),
+        "out_of_scope": {"films": int((readable & ~keep).sum()),
+                         "share": float((readable & ~keep).sum() / readable.sum()) if readable.any() else float("nan")},
         "in_scope": {"films": int(len(films)), "pneumonia": int(labels.sum()), "normal": int((labels == 0).sum())},
         "auc": delong(labels, scores).interval(0, CONFIDENCE).as_dict(),
         "operating_points": figures,
