@@ -12,3 +12,13 @@ def link_labelled_films(xray_jpegs_dir: Path, root: Path, per_class: int) -> Pat
         for film in sorted((xray_jpegs_dir / name).glob("*.jpeg"))[:per_class]:
             (root / name / film.name).symlink_to(film)
     return root
+
+
+def with_a_broken_film(site: Path, root: Path) -> Path:
+    """``root``: the labelled folder ``site`` (links again) plus ``PNEUMONIA/broken.jpeg``, which no decoder reads."""
+    for name in ("NORMAL", "PNEUMONIA"):
+        (root / name).mkdir(parents=True)
+        for link in (site / name).iterdir():
+            (root / name / link.name).symlink_to(link.resolve())
+    (root / "PNEUMONIA" / "broken.jpeg").write_bytes(b"not a JPEG")
+    return root

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from site_films import link_labelled_films
+from site_films import link_labelled_films, with_a_broken_film
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -96,12 +96,7 @@ def _content(path: str) -> str:
 
 
 def test_an_undecodable_adaptation_film_is_left_out_and_said(parent, site, dataset_path, tmp_path):
-    films = tmp_path / "site"
-    for folder in ("NORMAL", "PNEUMONIA"):
-        (films / folder).mkdir(parents=True)
-        for link in (site / folder).iterdir():
-            (films / folder / link.name).symlink_to(link.resolve())
-    (films / "PNEUMONIA" / "broken.jpeg").write_bytes(b"not a JPEG")
+    films = with_a_broken_film(site, tmp_path / "site")
     out = tmp_path / "models" / "site-ft"
     result = CliRunner().invoke(app, ["adapt", "--model", str(parent), "--labelled", str(films), "--out", str(out),
                                       "--data", str(dataset_path), "--max-epochs", "1", "--folds", "2",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from site_films import link_labelled_films
+from site_films import link_labelled_films, with_a_broken_film
 from typer.testing import CliRunner
 
 from pneumo_batch.cli.app import app
@@ -89,12 +89,7 @@ def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_fil
 
 
 def test_a_film_that_cannot_be_read_is_counted_not_scored_and_not_lost(site_films, shipped_default_model, tmp_path):
-    films = tmp_path / "site"
-    for folder in ("NORMAL", "PNEUMONIA"):
-        (films / folder).mkdir(parents=True)
-        for link in (site_films / folder).iterdir():
-            (films / folder / link.name).symlink_to(link.resolve())
-    (films / "PNEUMONIA" / "broken.jpeg").write_bytes(b"not a JPEG")
+    films = with_a_broken_film(site_films, tmp_path / "site")
     result = run("validate", str(films), "--out", str(tmp_path / "v"), "--model", str(shipped_default_model),
                  "--workers", "1")
     assert result.exit_code == 0, result.output
