@@ -41,6 +41,7 @@ TensorFlow is imported inside the functions that need it (the ``train`` extra).
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -48,14 +49,20 @@ from typing import Any
 
 import numpy as np
 
+from pneumo_batch import __version__, storage
 from pneumo_batch.dataset import PneumoniaMNIST
 from pneumo_batch.errors import InputError
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
 from pneumo_batch.metrics import roc_auc
-from pneumo_batch.model import ModelArtifact, Scorer, sigmoid
+from pneumo_batch.model import KERAS_KEY, SCOPE_GATE_KEY, ModelArtifact, Scorer, load_model, write_metadata
+from pneumo_batch.monitoring.reference import write_reference_profile
+from pneumo_batch.scope.fit import default_sources, fit_scope_gate
+from pneumo_batch.site.adaptation import site_figures
 from pneumo_batch.site.thresholds import ChosenThreshold, choose_screening_threshold
-from pneumo_batch.training.evaluation import ChosenPoint, choose_operating_points
-from pneumo_batch.training.fit import MODEL_OUTPUT, Progress, TrainingConfig, _augmentation, _class_weights, _keras
+from pneumo_batch.training.evaluation import ChosenPoint, choose_operating_points, evaluate
+from pneumo_batch.training.fit import (
+    MODEL_OUTPUT, Progress, TrainingConfig, _augmentation, _class_weights, _keras, keras_file_io, keras_predict)
+from pneumo_batch.training.package import git_commit, write_keras, write_variants
 from pneumo_batch.training.quantize import convert_variants
 
 DEPLOYED = "int8"
@@ -136,7 +143,7 @@ def fine_tune(parent: ModelArtifact, dataset: PneumoniaMNIST, site: SiteFilms, c
         kept: list[Any] = []
 
         def record(epoch: int, network: Any, held: np.ndarray = held, kept: list[Any] = kept) -> None:
-            out_of_fold[epoch, held] = _predict(network, site.pixels[held])
+            out_of_fold[epoch, held] = keras_predict(network, site.pixels[held])
             kept.append(network.get_weights())
 
         _fit(weights, recipe, dataset, site.pixels[~held], site.labels[~held], config, config.max_epochs,
@@ -157,7 +164,7 @@ def fine_tune(parent: ModelArtifact, dataset: PneumoniaMNIST, site: SiteFilms, c
     anchor = next(point.threshold for point in validated if point.name == SCREENING)
     screening = choose_screening_threshold(site.labels, deployed_oof, anchor, config.target_sensitivity)
     points = [ChosenPoint(SCREENING, screening.threshold, screening.rule)] + [p for p in validated if p.name != SCREENING]
-    fidelity = {"keras_val_auc": roc_auc(dataset.val.labels, _predict(network, dataset.val.images)),
+    fidelity = {"keras_val_auc": roc_auc(dataset.val.labels, keras_predict(network, dataset.val.images)),
                 "int8_val_auc": roc_auc(dataset.val.labels, val_scores),
                 "int8_out_of_fold_auc": roc_auc(site.labels, deployed_oof)}
     return FineTuned(network=network, variants=variants, epochs=epochs, out_of_fold_auc=auc,
@@ -203,17 +210,8 @@ def _fit(weights: Path, recipe: TrainingConfig, dataset: PneumoniaMNIST, pixels:
 
 
 def _load(keras: Any, weights: Path) -> Any:
-    import warnings
-
-    with warnings.catch_warnings():
-        # Keras hands TensorFlow variables to numpy 2 without its copy keyword while loading; harmless.
-        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+    with keras_file_io():
         return keras.models.load_model(weights, compile=False)
-
-
-def _predict(network: Any, pixels: np.ndarray) -> np.ndarray:
-    logits = network(pixels_to_model_input(pixels), training=False).numpy().reshape(-1)
-    return sigmoid(logits)
 
 
 def _deployed_out_of_fold(weights: Path, fold_weights: list[list[Any]], epochs: int, site: SiteFilms,
@@ -246,16 +244,6 @@ def write_fine_tuned(parent: ModelArtifact, tuned: FineTuned, dataset: Pneumonia
     model is fitted on full-size films and a site's may be 28 px or DICOM
     (without those films the directory has no gate, as after ``train``).
     """
-    import shutil
-
-    from pneumo_batch import storage
-    from pneumo_batch.model import KERAS_KEY, SCOPE_GATE_KEY, load_model, write_metadata
-    from pneumo_batch.monitoring.reference import write_reference_profile
-    from pneumo_batch.scope.fit import default_sources, fit_scope_gate
-    from pneumo_batch.training.evaluation import evaluate
-    from pneumo_batch import __version__
-    from pneumo_batch.training.package import git_commit, write_keras, write_variants
-
     staging = out.with_name(f".staging-{out.name}")
     shutil.rmtree(staging, ignore_errors=True)
     storage.make_folder(staging)
@@ -289,8 +277,6 @@ def write_fine_tuned(parent: ModelArtifact, tuned: FineTuned, dataset: Pneumonia
 
 
 def _points_metadata(tuned: FineTuned, dataset: PneumoniaMNIST, site: SiteFilms) -> dict[str, Any]:
-    from pneumo_batch.site.adaptation import site_figures
-
     points = {}
     for point in tuned.points:
         if point.name == SCREENING:

@@ -5,9 +5,11 @@ TensorFlow is imported inside the functions that need it (the ``train`` extra).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -215,6 +217,15 @@ def _augmentation(keras: Any, seed: int, zoom: tuple[float, float]) -> Any:
         ],
         name="augmentation",
     )
+
+
+@contextlib.contextmanager
+def keras_file_io() -> Iterator[None]:
+    """Around saving or loading a ``.keras`` file: Keras hands TensorFlow variables to numpy 2 without its
+    copy keyword there, a harmless DeprecationWarning (pytest turns warnings into errors)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+        yield
 
 
 def keras_predict(model: Any, images: np.ndarray) -> np.ndarray:

@@ -30,7 +30,6 @@ import csv
 import io
 import subprocess
 import tempfile
-import warnings
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +45,8 @@ from pneumo_batch.metrics import roc_auc
 from pneumo_batch.model import KERAS_FILE, KERAS_KEY, ModelArtifact, Scorer, file_sha256, load_model, write_metadata
 from pneumo_batch.training.distillation import load_teacher, teacher_record, teacher_scores
 from pneumo_batch.training.evaluation import ChosenPoint, choose_operating_points, evaluate, sweep
-from pneumo_batch.training.fit import MODEL_OUTPUT, FitResult, Progress, TrainingConfig, fit_model, keras_predict
+from pneumo_batch.training.fit import (
+    MODEL_OUTPUT, FitResult, Progress, TrainingConfig, fit_model, keras_file_io, keras_predict)
 from pneumo_batch.training.quantize import VARIANT_DESCRIPTIONS, choose_variant, convert_variants
 
 
@@ -69,12 +69,11 @@ def train_and_package(
     """
     require("tensorflow", "train")
     storage.make_folder(out_dir)
-    teacher = None
-    if config.teacher:
-        teacher = load_teacher(config.teacher)
+    teacher = load_teacher(config.teacher) if config.teacher else None
+    if teacher:
         progress(f"distilling from {teacher.name} {teacher.version} (its share of each target: {config.distillation})")
-    scores_of_teacher = teacher_scores(teacher, dataset.train.images) if teacher else None
-    fit = fit_model(dataset, config, progress, teacher_scores=scores_of_teacher)
+    fit = fit_model(dataset, config, progress,
+                    teacher_scores=teacher_scores(teacher, dataset.train.images) if teacher else None)
     progress(f"best validation AUC {fit.history[fit.best_epoch - 1]['val_auc']:.4f} at epoch {fit.best_epoch}")
 
     progress("converting to TFLite (float32, dynamic-range, int8)")
@@ -155,9 +154,7 @@ def write_keras(out_dir: Path, network: Any) -> dict[str, Any]:
     """
     with tempfile.TemporaryDirectory(prefix="pneumo-keras-") as work:
         saved = Path(work) / KERAS_FILE
-        with warnings.catch_warnings():
-            # Keras hands TensorFlow variables to numpy 2 without its copy keyword while saving; harmless.
-            warnings.filterwarnings("ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning)
+        with keras_file_io():
             network.save(saved)
         content = saved.read_bytes()
     path = storage.write_bytes(out_dir / KERAS_FILE, content)
