@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageFilter
+from scipy.stats import binomtest
 
 from pneumo_batch import predictions as cols
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
@@ -169,8 +170,11 @@ def test_ten_out_of_scope_films_in_100_alert_and_stay_out_of_drift_and_balance(n
     assert data["out_of_scope_alert"] is True and data["alert"] is True
     assert (data["n_out_of_scope"], data["n_in_scope"], data["out_of_scope_share"]) == (10, 90, pytest.approx(0.1))
     test = data["out_of_scope_test"]
-    assert test["n"] == 100 and test["p_value"] < 1e-6
-    assert test["false_flag_rate"] == nights.model.metadata["scope_gate"]["false_flag_rate"]
+    rate = nights.model.metadata["scope_gate"]["false_flag_rate"]
+    assert test["false_flag_rate"] == rate
+    # Ten flagged where the gate flags about 2 in 100 films: far beyond chance.
+    expected = binomtest(10, 100, rate, alternative="greater").pvalue
+    assert test["n"] == 100 and test["p_value"] == pytest.approx(expected) and test["p_value"] < 1e-4
     assert test["false_flag_rate_source"] == "model metadata: scope_gate.false_flag_rate"
     assert data["top_out_of_scope_reasons"] == [{"reason": "unlike training images", "count": 10,
                                                  "share_of_out_of_scope": 1.0,
@@ -231,7 +235,9 @@ def test_full_size_films_resampled_to_30_or_90_percent_are_a_class_balance_alert
     data = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert data["class_balance_alert"] is True, data["prevalence_estimate"]
     assert data["drift_detected"] is False, data["drifted_features"]
-    assert data["n_in_scope"] == size and data["n_errors"] == 0
+    # Every film counted once; the gate may flag one or two of these films (about 2 % cross-fitted).
+    assert data["n_in_scope"] + data["n_out_of_scope"] == size and data["n_out_of_scope"] <= 0.05 * size
+    assert data["n_errors"] == 0
     assert data["reference"]["resampled_to_prevalence"] == pytest.approx(data["prevalence_estimate"]["value"])
 
 

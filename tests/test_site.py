@@ -78,11 +78,17 @@ def test_validate_writes_the_figures_and_says_whether_the_promise_holds(site_fil
                  "--workers", "1")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "v" / "validation.json").read_text())
-    assert report["in_scope"] == {"films": 2 * PER_CLASS, "pneumonia": PER_CLASS, "normal": PER_CLASS}
+    in_scope, out_of_scope = report["in_scope"], report["out_of_scope"]
+    # The gate may flag a film or two of these (its cross-fitted rate on such films is about 2 %): every film is
+    # counted once, and only in-scope films enter the figures.
+    assert in_scope["films"] + out_of_scope["films"] == 2 * PER_CLASS and out_of_scope["share"] <= 0.05
+    assert in_scope["pneumonia"] + in_scope["normal"] == in_scope["films"] and min(in_scope["pneumonia"], in_scope["normal"]) >= PER_CLASS - 3
     assert 0.9 < report["auc"]["estimate"] <= 1 and report["auc"]["low"] < report["auc"]["estimate"]
     screening = report["operating_points"]["screening"]
-    assert sum(screening["confusion"].values()) == 2 * PER_CLASS
-    assert "more labelled pneumonias" in report["verdict"] or "no number of further films" in report["verdict"]
+    assert sum(screening["confusion"].values()) == in_scope["films"]
+    # Holds, does not hold, or not yet known: which one depends on the model's misses among these films.
+    assert report["verdict"].startswith(("The validated screening sensitivity ",
+                                         "Not yet known whether the validated screening sensitivity "))
     assert report["verdict"] in result.output
     assert {"reliability", "ece"} <= set(report["calibration"]) and "age_band" in report["subgroups"]["dimensions"]
     assert report["not_decodable"] == 0 and report["films"] == 2 * PER_CLASS

@@ -109,7 +109,7 @@ def compare(
 ) -> None:
     """Compare two models on the same labelled hold-out films; the verdict is kept for promote.
 
-    Example: pneumo-batch compare models/pneumo-cnn-v1.1 models/site-v1 models/site-v1-holdout.parquet
+    Example: pneumo-batch compare models/pneumo-cnn-v2 models/site-v1 models/site-v1-holdout.parquet
     """
     from pneumo_batch.model import load_model
     from pneumo_batch.registry import record_comparison
