@@ -459,3 +459,30 @@ def test_a_teacher_is_found_by_path_or_by_the_name_of_a_shipped_model(shipped_de
     assert model_dir_named("pneumo-cnn-v1").name == "pneumo-cnn-v1"
     with pytest.raises(ModelError, match="no model directory 'no-such-model'"):
         model_dir_named("no-such-model")
+
+
+def test_scoring_in_process_keeps_numpy_to_one_blas_thread_and_gives_the_caller_its_threads_back(
+        exported_test_split, score_fake_model, tmp_path):
+    import threadpoolctl
+
+    seen: list[int] = []
+
+    def blas_threads() -> int:
+        return max(pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas")
+
+    def scorer_factory():
+        scorer = make_fake_scorer()
+        predict = scorer.predict
+
+        def predict_and_look(model_input):
+            seen.append(blas_threads())
+            return predict(model_input)
+
+        scorer.predict = predict_and_look
+        return scorer
+
+    before = blas_threads()
+    score_batch(exported_test_split, tmp_path / "out.parquet", model=score_fake_model, workers=0,
+                scorer_factory=scorer_factory)
+    assert seen and set(seen) == {1}  # OpenBLAS's idle threads spin: about 1 ms of CPU a film
+    assert blas_threads() == before

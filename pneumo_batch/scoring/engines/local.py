@@ -301,7 +301,10 @@ class _InlineExecutor:
         try:
             if self._scorer is None:
                 self._scorer = self._context.scorer_factory()
-            future.set_result(_score_and_write(self._context, self._scorer, task))
+            # As in the workers, for this chunk only (the caller's process keeps its own setting): the gate's small
+            # matrix products leave OpenBLAS's idle threads spinning, about 1 ms of CPU a full-size film on 2 cores.
+            with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+                future.set_result(_score_and_write(self._context, self._scorer, task))
         except Exception as error:  # re-raised by future.result(), as a pool would
             future.set_exception(error)
         return future
