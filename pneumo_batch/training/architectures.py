@@ -76,7 +76,7 @@ def pneumo_dsnet(width: int = 24) -> keras.Model:
     costs 9 multiply-adds per input and output channel and pixel; the
     separable pair costs 9 + the output channels per input channel, so with
     ``width`` 24 the network does about 2.3 M multiply-adds an image
-    (:func:`multiply_adds`) against the 16 M of :func:`pneumo_cnn`.
+    (:func:`multiply_adds`) against the 16 M of :func:`pneumo_cnn` at width 24.
     """
     import keras
     from keras import layers

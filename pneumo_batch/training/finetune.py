@@ -32,7 +32,7 @@ The recipe, all seeded and deterministic (:func:`pneumo_batch.training.fit._kera
   from, so here the int8 and Keras validation AUCs are recorded instead.
 
 Budget: under 5 minutes on 2 cores for 300 to 1,000 site films with the
-16 M multiply-add ``pneumo_cnn``: ``adapt`` on 1,000 films (28 px PNGs),
+16 M multiply-add ``pneumo_cnn`` of pneumo-cnn-v1.1: ``adapt`` on 1,000 films (28 px PNGs),
 k = 3 and up to 30 epochs took 258 s end to end on 2 cores (AMD EPYC), so
 nothing is cut for time (docs/site.md).
 
