@@ -301,9 +301,7 @@ class _InlineExecutor:
         try:
             if self._scorer is None:
                 self._scorer = self._context.scorer_factory()
-            # As in the workers, for this chunk only (the caller's process keeps its own setting): the gate's small
-            # matrix products leave OpenBLAS's idle threads spinning, about 1 ms of CPU a full-size film on 2 cores.
-            with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):  # as _init_worker, for this chunk only
                 future.set_result(_score_and_write(self._context, self._scorer, task))
         except Exception as error:  # re-raised by future.result(), as a pool would
             future.set_exception(error)
@@ -369,7 +367,7 @@ def _init_worker(context: _ChunkContext) -> None:
     _worker_context = context
     for stop in (signal.SIGINT, signal.SIGTERM):  # the main process decides when to stop (see the module doc)
         signal.signal(stop, signal.SIG_IGN)
-    # numpy's BLAS on this one thread: OpenBLAS's idle threads spin, ~90 us of CPU an image on 2 cores
+    # numpy's BLAS on this one thread: OpenBLAS's idle threads spin, ~90 us of CPU a 28 px image, ~1 ms a full-size one
     threadpoolctl.threadpool_limits(limits=1, user_api="blas")
     _end_with_parent()
 
