@@ -44,8 +44,8 @@ def pneumo_cnn(width: int = 24) -> keras.Model:
     """The default network: three blocks of two 3x3 convolutions with batch norm, then global pooling.
 
     The shipped ``models/pneumo-cnn-v2`` is ``width`` 10 (10, 20, 40 filters;
-    2.9 M multiply-adds an image). Width 24 (16.4 M) is ``pneumo-cnn-v1`` and
-    v1.1, the teacher of ``dsnet-distilled``: recipe for recipe (3 seeds) it
+    2.9 M multiply-adds an image). Width 24 (16.4 M) is ``pneumo-cnn-v1`` (the
+    teacher of ``dsnet-distilled``) and v1.1: recipe for recipe (3 seeds) it
     scores the same test specificity at the screening point, 0.79, and 0.001
     more test AUC (docs/training.md). Width 32 and an ensemble of three at
     width 24 reached the same validation AUC as width 24.
