@@ -27,12 +27,11 @@ import numpy as np
 
 from pneumo_batch.dataset import load_pneumoniamnist
 from pneumo_batch.imaging.preprocess import pixels_to_model_input
-from pneumo_batch.metrics import roc_auc
+from pneumo_batch.metrics import confusion_at, roc_auc, screening_threshold
 from pneumo_batch.model import Scorer
 from pneumo_batch.training import PRESETS, config_from_preset
 from pneumo_batch.training.architectures import multiply_adds
 from pneumo_batch.training.distillation import load_teacher, teacher_scores
-from pneumo_batch.training.evaluation import choose_operating_points
 from pneumo_batch.training.fit import MODEL_OUTPUT, fit_model
 from pneumo_batch.training.quantize import convert_variants
 from machine import cpu_description  # benchmarks/machine.py
@@ -46,7 +45,7 @@ def ensemble_scores(teachers: list[str], images: np.ndarray) -> np.ndarray | Non
     for name in teachers:
         probability = np.clip(teacher_scores(load_teacher(name), images).astype(np.float64), 1e-6, 1 - 1e-6)
         logits.append(np.log(probability / (1 - probability)))
-    return (1 / (1 + np.exp(-np.mean(logits, axis=0)))).astype(np.float32)
+    return (1 / (1 + np.exp(-np.mean(logits, axis=0)))).astype(np.float32)  # in float64, as the teachers' logits
 
 
 def run_seed(dataset, config, soft: np.ndarray | None) -> dict:
@@ -55,17 +54,16 @@ def run_seed(dataset, config, soft: np.ndarray | None) -> dict:
                   output=MODEL_OUTPUT)
     val = int8.predict(pixels_to_model_input(dataset.val.images))
     test = int8.predict(pixels_to_model_input(dataset.test.images))
-    screening = next(point for point in choose_operating_points(dataset.val.labels, val, config.target_sensitivity)
-                     if point.name == "screening")
+    threshold = screening_threshold(dataset.val.labels, val, config.target_sensitivity)
     return {"seed": config.seed, "multiply_adds": multiply_adds(fit.model), "best_epoch": fit.best_epoch,
             "fit_s": round(fit.seconds), "val_auc": roc_auc(dataset.val.labels, val),
-            **{f"val_{name}": value for name, value in rates(dataset.val.labels, val, screening.threshold).items()},
-            "test": {"auc": roc_auc(dataset.test.labels, test), **rates(dataset.test.labels, test, screening.threshold)}}
+            **{f"val_{name}": value for name, value in rates(dataset.val.labels, val, threshold).items()},
+            "test": {"auc": roc_auc(dataset.test.labels, test), **rates(dataset.test.labels, test, threshold)}}
 
 
 def rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    flagged = scores >= threshold
-    return {"sensitivity": float(flagged[labels == 1].mean()), "specificity": float((~flagged[labels == 0]).mean())}
+    confusion = confusion_at(labels, scores, threshold)
+    return {"sensitivity": confusion.sensitivity, "specificity": confusion.specificity}
 
 
 def main() -> None:
